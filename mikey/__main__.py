@@ -1,0 +1,3 @@
+from mikey.cli import main
+
+main()

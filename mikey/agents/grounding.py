@@ -1,0 +1,82 @@
+"""Grounding: every number a model writes must trace to a computed fact, or it leaves the answer.
+
+A number matches a fact when it equals the fact after the rounding the writer visibly used (``21.8`` matches
+21.780764, ``22`` matches 21.78, ``20`` does not), with ``k``/``M``/``B`` suffixes and thousands separators
+understood. Unsigned numbers are compared by magnitude (a writer says "down 3.1%"); signed ones by value. An ISO date
+matches only a fact's as-of date. Anything else is replaced by ``UNVERIFIED`` and listed in the report.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import date
+
+from mikey.domain import Facts, GroundingReport
+
+UNVERIFIED = "[unverified]"
+
+_DATE = r"\d{4}-\d{2}-\d{2}"
+_NUMBER = r"[-+\u2212]?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s?[kKMB](?![A-Za-z]))?%?"
+_TOKEN = re.compile(rf"(?<![\w.])(?:(?P<date>{_DATE})|(?P<num>{_NUMBER}))(?![\w]|\.\d)")
+_SCALE = {"k": 1e3, "K": 1e3, "M": 1e6, "B": 1e9}
+
+
+def _parse(token: str) -> tuple[float, float, bool]:
+    """(value, rounding tolerance, signed?) of a number token as written."""
+    text = token.replace("\u2212", "-").replace("$", "").replace(",", "").rstrip("%").strip()
+    signed = text[:1] in "+-"
+    scale = 1.0
+    if text[-1:] in _SCALE:
+        scale = _SCALE[text[-1]]
+        text = text[:-1].strip()
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return float(text) * scale, 0.5 * 10.0**-decimals * scale + 1e-12, signed
+
+
+def _matches(token: str, values: Iterable[float]) -> bool:
+    number, tolerance, signed = _parse(token)
+    for value in values:
+        if signed and abs(number - value) <= tolerance:
+            return True
+        if not signed and abs(abs(number) - abs(value)) <= tolerance:
+            return True
+    return False
+
+
+def fact_values(facts: Facts) -> list[float]:
+    """Every number the narrative may state for these facts: the facts and the indicator parameters."""
+    return [f.value for f in facts.numbers()] + list(facts.parameters.values())
+
+
+def fact_dates(facts: Facts) -> set[date]:
+    return {f.as_of.date() for f in facts.numbers()}
+
+
+def ground(text: str, facts: Facts) -> tuple[str, GroundingReport]:
+    """Return ``text`` with every number that matches no fact replaced by ``UNVERIFIED``, and the report."""
+    values = fact_values(facts)
+    dates = fact_dates(facts)
+    report = GroundingReport()
+
+    def check(match: re.Match[str]) -> str:
+        token = match.group(0)
+        report.checked += 1
+        if match.group("date"):
+            ok = _is_fact_date(token, dates)
+        else:
+            ok = _matches(token, values)
+        if ok:
+            report.matched += 1
+            return token
+        report.removed.append(token)
+        return UNVERIFIED
+
+    return _TOKEN.sub(check, text), report
+
+
+def _is_fact_date(token: str, dates: set[date]) -> bool:
+    try:
+        return date.fromisoformat(token) in dates
+    except ValueError:
+        return False

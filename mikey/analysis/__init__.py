@@ -1,0 +1,1 @@
+"""Analysis engine: indicators now; patterns, sentiment, signals and backtests build on it."""

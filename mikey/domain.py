@@ -1,0 +1,167 @@
+"""Typed domain models, defined once and shared by every layer.
+
+Prices are ``Decimal`` (parsed from the source's text, so a replayed close equals the published close exactly);
+indicator values are ``float`` (they are computed in float64). All timestamps are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+IntentKind = Literal[
+    "price", "analysis", "compare", "explain", "risk", "portfolio", "trade", "alert", "smalltalk", "unknown"
+]
+
+
+def _require_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must be timezone-aware (UTC)")
+    return value.astimezone(timezone.utc)
+
+
+class Candle(BaseModel):
+    """One OHLCV bar; ``ts`` is the bar's open time."""
+
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str
+    ts: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal = Field(description="Volume in quote currency (USD) for the bundled data.")
+
+    _utc = field_validator("ts")(_require_utc)
+
+
+class Quote(BaseModel):
+    """The latest price of a market as seen by a feed at ``as_of``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str
+    price: Decimal
+    as_of: datetime
+    source: str = Field(description="Where the price came from, e.g. 'replay:SOL-USD.daily.csv'.")
+    prev_close: Decimal | None = Field(None, description="The previous bar's close, for the 1-day change.")
+
+    _utc = field_validator("as_of")(_require_utc)
+
+    @property
+    def change_pct(self) -> float | None:
+        """Change against the previous close, in percent."""
+        if self.prev_close is None or self.prev_close == 0:
+            return None
+        return float((self.price - self.prev_close) / self.prev_close * 100)
+
+
+class IndicatorSnapshot(BaseModel):
+    """Last-bar values of the standard indicator set (TA-Lib conventions), with the parameters that produced them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str
+    as_of: datetime
+    rsi_14: float = Field(description="RSI, Wilder smoothing, 14 bars.")
+    macd: float = Field(description="MACD line, EMA(12) - EMA(26) of closes.")
+    macd_signal: float = Field(description="EMA(9) of the MACD line.")
+    macd_hist: float = Field(description="MACD line minus signal line.")
+    bb_upper: float = Field(description="Bollinger upper band: SMA(20) + 2 population standard deviations.")
+    bb_middle: float
+    bb_lower: float
+    atr_14: float = Field(description="Average true range, Wilder smoothing, 14 bars.")
+    bars: int = Field(description="How many bars the values rest on.")
+
+    _utc = field_validator("as_of")(_require_utc)
+
+
+class Fact(BaseModel):
+    """One number MIKEY may state, with the text it is shown as and where it came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    label: str
+    value: float
+    display: str
+    source: str
+    as_of: datetime
+
+
+class Facts(BaseModel):
+    """Everything the tools gathered for one turn. The only place numbers in an answer may come from."""
+
+    symbol: str
+    quote: Quote | None = None
+    indicators: IndicatorSnapshot | None = None
+    parameters: dict[str, float] = Field(
+        default_factory=dict, description="Indicator periods and multipliers, which a narrative may name."
+    )
+
+    def numbers(self) -> list[Fact]:
+        """The facts as labelled numbers, in the order a facts card shows them."""
+        out: list[Fact] = []
+        if self.quote is not None:
+            q = self.quote
+            out.append(Fact(name="price", label="Price (USD)", value=float(q.price), display=f"{q.price}",
+                            source=q.source, as_of=q.as_of))
+            if q.change_pct is not None:
+                out.append(Fact(name="change_1d_pct", label="Change 1d", value=q.change_pct,
+                                display=f"{q.change_pct:+.2f}%", source=q.source, as_of=q.as_of))
+        if self.indicators is not None:
+            ind = self.indicators
+            source = f"indicators({ind.bars} daily bars)"
+            for name, label, digits in _INDICATOR_FIELDS:
+                value = getattr(ind, name)
+                out.append(Fact(name=name, label=label, value=value, display=f"{value:.{digits}f}",
+                                source=source, as_of=ind.as_of))
+        return out
+
+
+_INDICATOR_FIELDS = (
+    ("rsi_14", "RSI(14)", 2),
+    ("macd", "MACD(12,26,9)", 4),
+    ("macd_signal", "MACD signal", 4),
+    ("macd_hist", "MACD histogram", 4),
+    ("bb_upper", "Bollinger upper(20,2)", 4),
+    ("bb_middle", "Bollinger middle", 4),
+    ("bb_lower", "Bollinger lower", 4),
+    ("atr_14", "ATR(14)", 4),
+)
+
+
+class Intent(BaseModel):
+    """What the user asked for, as parsed from the message."""
+
+    kind: IntentKind
+    symbols: list[str] = Field(default_factory=list, description="Resolved, supported market symbols.")
+    unknown_symbols: list[str] = Field(default_factory=list, description="Tickers named that MIKEY does not cover.")
+
+
+class GroundingReport(BaseModel):
+    """How the numbers in a narrative matched the facts."""
+
+    checked: int = 0
+    matched: int = 0
+    removed: list[str] = Field(default_factory=list, description="Number tokens that matched no fact.")
+
+    @property
+    def score(self) -> float:
+        """Share of numbers that matched a fact; 1.0 when the narrative has none."""
+        return 1.0 if self.checked == 0 else self.matched / self.checked
+
+
+class Answer(BaseModel):
+    """One reply of MIKEY's: grounded words, the facts behind them, and who wrote them."""
+
+    text: str
+    facts: Facts | None = None
+    group: str = Field(description="Model group that wrote the words ('rules' when no model was needed).")
+    model: str = Field(description="Model that wrote the words, as the router reports it.")
+    grounding: GroundingReport = Field(default_factory=GroundingReport)
+    notice: str | None = Field(None, description="Why the answer is not from the group asked for, if it is not.")

@@ -1,0 +1,74 @@
+"""MIKEY's error tree. Every error the product raises on purpose is one of these.
+
+::
+
+    MikeyError
+    ├── ConfigError                 bad or missing settings, unusable model group
+    ├── ProviderError               an LLM provider failed
+    │   ├── RateLimited
+    │   └── ProviderUnavailable     unreachable, timed out, every fallback failed
+    ├── DataUnavailable             no data for the request
+    │   ├── UnknownSymbol           a market MIKEY does not cover
+    │   └── StalePrice
+    ├── InvalidInput                a request that cannot be served as asked (empty message, ...)
+    ├── ToolError                   a tool failed while gathering facts
+    ├── RiskLimitExceeded
+    └── ApprovalRequired            a trade needs a human's approval first
+
+Entry points map these to one-line messages (CLI) or HTTP codes (API); nothing converts them into default values.
+"""
+
+from __future__ import annotations
+
+
+class MikeyError(Exception):
+    """Base of every error MIKEY raises on purpose; its message is meant for the user."""
+
+
+class ConfigError(MikeyError):
+    """Settings are invalid, or a requested model group cannot be used."""
+
+
+class ProviderError(MikeyError):
+    """An LLM provider failed to produce an answer."""
+
+
+class RateLimited(ProviderError):
+    """A provider refused the call for rate limits."""
+
+
+class ProviderUnavailable(ProviderError):
+    """A provider could not be reached, timed out, or every deployment in the chain failed."""
+
+
+class DataUnavailable(MikeyError):
+    """The data a request needs does not exist (for the symbol, the time, or at all)."""
+
+
+class UnknownSymbol(DataUnavailable):
+    """A market symbol MIKEY does not cover."""
+
+    def __init__(self, symbol: str, supported: list[str]) -> None:
+        self.symbol = symbol
+        self.supported = supported
+        super().__init__(f"unknown market {symbol!r}; supported markets: {', '.join(supported)}")
+
+
+class StalePrice(DataUnavailable):
+    """The newest price is older than the staleness limit."""
+
+
+class InvalidInput(MikeyError):
+    """The request itself is malformed (empty message, bad parameter)."""
+
+
+class ToolError(MikeyError):
+    """A tool failed while gathering facts."""
+
+
+class RiskLimitExceeded(MikeyError):
+    """A proposed trade breaks a configured risk limit."""
+
+
+class ApprovalRequired(MikeyError):
+    """A trade cannot proceed without a human's approval."""

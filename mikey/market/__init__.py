@@ -1,0 +1,1 @@
+"""Market engine: price feeds (replay by default), symbols, and the as-of clock."""

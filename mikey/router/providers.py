@@ -1,0 +1,75 @@
+"""Base for MIKEY's in-process LiteLLM providers (local model, offline writer, fakes).
+
+Each provider is a LiteLLM ``CustomLLM`` registered in ``litellm.custom_provider_map``, so the Router treats it like
+any hosted model: same fallbacks, retries, timeouts and cost accounting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+_REGISTERED: dict[str, Any] = {}
+
+
+def import_litellm() -> Any:
+    """Import litellm offline: its bundled price map, no telemetry. Every import of litellm in MIKEY goes through here."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_TELEMETRY", "False")
+    import litellm
+
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True  # no "Give Feedback" banners on the user's terminal
+    return litellm
+
+
+def text_provider_class() -> type:
+    """Build the base class lazily, since it subclasses litellm's ``CustomLLM``."""
+    litellm = import_litellm()
+    from litellm import CustomLLM
+
+    class TextProvider(CustomLLM):
+        """A provider that turns chat messages into one text; subclasses implement ``generate``."""
+
+        def generate(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> tuple[str, int, int]:
+            """Return (text, prompt tokens, completion tokens)."""
+            raise NotImplementedError
+
+        def completion(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose, encoding,
+                       api_key, logging_obj, optional_params, acompletion=None, litellm_params=None, logger_fn=None,
+                       headers=None, timeout=None, client=None):  # noqa: D102 - LiteLLM's signature
+            text, prompt_tokens, completion_tokens = self.generate(model, messages, optional_params or {})
+            model_response.choices[0].message.content = text
+            model_response.model = model
+            model_response.usage = litellm.Usage(
+                prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                total_tokens=prompt_tokens + completion_tokens,
+            )
+            return model_response
+
+        async def acompletion(self, *args, **kwargs):  # noqa: D102
+            return await asyncio.to_thread(self.completion, *args, **kwargs)
+
+    return TextProvider
+
+
+def register(provider: str, handler: Any) -> None:
+    """Register ``handler`` for models named ``provider/...``; registering the same name again replaces it."""
+    litellm = import_litellm()
+    from litellm.utils import custom_llm_setup
+
+    _REGISTERED[provider] = handler
+    litellm.custom_provider_map = [
+        item for item in litellm.custom_provider_map if item["provider"] != provider
+    ] + [{"provider": provider, "custom_handler": handler}]
+    custom_llm_setup()
+
+
+def registered(provider: str) -> Any | None:
+    return _REGISTERED.get(provider)
+
+
+def word_count(messages: list[dict[str, Any]]) -> int:
+    """A rough token count for providers that have no tokenizer of their own."""
+    return sum(len(str(m.get("content", "")).split()) for m in messages)
