@@ -1,0 +1,171 @@
+"""The ``mikey`` command line (typer + rich): a composition root.
+
+Heavy modules (litellm, langgraph, pandas, torch, chromadb) are imported inside the commands that need them, so
+``mikey --help`` stays fast. Every ``MikeyError`` ends as one line on stderr and exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from datetime import date
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from mikey.errors import ConfigError, InvalidInput, MikeyError
+
+if TYPE_CHECKING:
+    from mikey.domain import Answer
+    from mikey.settings import Settings
+
+app = typer.Typer(
+    name="mikey",
+    help="MIKEY: AI market analysis and chat for Solana perpetuals. Numbers are computed by code, words by models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_WORDS = {"exit", "quit", ":q", "bye"}
+
+
+def _settings(**overrides: object) -> Settings:
+    from pydantic import ValidationError
+
+    from mikey.settings import Settings
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise ConfigError(f"invalid setting {field}: {first['msg']}") from exc
+
+
+@app.command()
+def chat(
+    message: Annotated[Optional[str], typer.Argument(help="Ask once and exit; omit for an interactive chat.")] = None,
+    thread: Annotated[Optional[str], typer.Option("--thread", "-t", help="Conversation to continue.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model group to ask first.")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Replay clock, YYYY-MM-DD.")] = None,
+) -> None:
+    """Chat with MIKEY about BTC, ETH and SOL."""
+    from mikey.agents.chat import build_chat_graph, open_checkpointer, run_turn, thread_history
+    from mikey.agents.state import ChatContext
+    from mikey.market.replay import ReplayFeed
+    from mikey.router.chat_model import RouterChatModel
+
+    if message is not None and not message.strip():
+        raise InvalidInput("the message is empty; ask something like: mikey chat \"How is SOL doing?\"")
+    clock = _parse_date(as_of, "--as-of") if as_of else None
+    settings = _settings(as_of=clock)
+    chat_model = RouterChatModel(settings)
+    group = model or settings.default_model
+    chat_model.check_group(group)
+    context = ChatContext(settings=settings, feed=ReplayFeed(settings.replay_dir, settings.as_of),
+                          chat_model=chat_model, group=group, memory=_memory(settings))
+    thread_id = thread or uuid.uuid4().hex[:8]
+    from rich.console import Console
+
+    console = Console()
+    with open_checkpointer(settings) as checkpointer:
+        graph = build_chat_graph(checkpointer)
+        earlier = len(thread_history(graph, thread_id))
+        if thread and earlier:
+            console.print(f"[dim]continuing thread {thread_id} ({earlier} earlier messages)[/dim]")
+        if message is not None:
+            _show(console, run_turn(graph, context, message, thread_id))
+            console.print(f"[dim]thread {thread_id} — continue with: mikey chat --thread {thread_id}[/dim]")
+            return
+        console.print(f"MIKEY chat on [bold]{group}[/bold], thread {thread_id}. Type 'exit' to leave.")
+        while True:
+            try:
+                line = console.input("[bold cyan]you>[/bold cyan] ").strip()
+            except (EOFError, KeyboardInterrupt):
+                console.print()
+                return
+            if line.lower() in EXIT_WORDS:
+                return
+            if not line:
+                continue
+            try:
+                _show(console, run_turn(graph, context, line, thread_id))
+            except MikeyError as exc:  # one bad turn does not end the session
+                console.print(f"[red]error:[/red] {exc}")
+
+
+def _memory(settings: Settings) -> object | None:
+    if not settings.memory_enabled:
+        return None
+    from mikey.memory.store import open_memory
+
+    return open_memory(settings)
+
+
+def _show(console: object, answer: Answer) -> None:
+    from mikey.cli_render import render_answer
+
+    render_answer(console, answer)
+
+
+@app.command()
+def history(thread: Annotated[str, typer.Option("--thread", "-t", help="Conversation to show.")]) -> None:
+    """Show the messages stored for a conversation thread."""
+    from rich.console import Console
+
+    from mikey.agents.chat import build_chat_graph, open_checkpointer, thread_history
+
+    console = Console()
+    with open_checkpointer(_settings()) as checkpointer:
+        turns = thread_history(build_chat_graph(checkpointer), thread)
+    if not turns:
+        raise InvalidInput(f"no conversation stored for thread {thread!r}")
+    for turn in turns:
+        who = "you" if turn["role"] == "user" else f"mikey ({turn['group']})"
+        console.print(f"[bold]{who}>[/bold] {turn['content']}", highlight=False)
+
+
+@app.command()
+def models() -> None:
+    """List the model groups: deployment, whether usable, and why not."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mikey.router.groups import model_groups
+
+    settings = _settings()
+    table = Table(title="Model groups (fallback chain: chosen group, then local, then offline)")
+    for column in ("group", "model", "usable", "why"):
+        table.add_column(column)
+    for group in model_groups(settings).values():
+        mark = "[green]yes[/green]" if group.usable else "[red]no[/red]"
+        default = " (default)" if group.name == settings.default_model else ""
+        table.add_row(group.name + default, group.description, mark, group.reason)
+    Console().print(table)
+
+
+def _parse_date(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidInput(f"{option} must be a date like 2023-08-29, got {text!r}") from exc
+
+
+def main() -> None:
+    """Entry point: run the app, turning MIKEY's errors into one line on stderr."""
+    try:
+        app()
+    except MikeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as exc:  # a bug, not a user error: still one line unless debugging
+        if os.environ.get("MIKEY_DEBUG"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (set MIKEY_DEBUG=1 for the traceback)", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
