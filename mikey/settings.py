@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     local_threads: int = Field(2, ge=1)
     local_context: int = Field(2048, ge=256)
     max_tokens: int = Field(160, ge=16, description="Upper bound on narrative length, in tokens.")
+    min_grounding: float = Field(
+        0.5, ge=0, le=1,
+        description="Below this share of verified numbers, a model's draft is replaced by the offline facts writer.",
+    )
     request_timeout: float = Field(60.0, gt=0, description="Seconds before one model call is abandoned.")
     num_retries: int = Field(1, ge=0)
 

