@@ -3,7 +3,8 @@
 A number matches a fact when it equals the fact after the rounding the writer visibly used (``21.8`` matches
 21.780764, ``22`` matches 21.78, ``20`` does not), with ``k``/``M``/``B`` suffixes and thousands separators
 understood. Unsigned numbers are compared by magnitude (a writer says "down 3.1%"); signed ones by value. An ISO date
-matches only a fact's as-of date. Anything else is replaced by ``UNVERIFIED`` and listed in the report.
+matches only a fact's as-of date. Indicator parameters (the 14 of "RSI(14)") match only where they read as
+parameters. Anything else is replaced by ``UNVERIFIED`` and listed in the report.
 """
 
 from __future__ import annotations
@@ -45,8 +46,17 @@ def _matches(token: str, values: Iterable[float]) -> bool:
 
 
 def fact_values(facts: Facts) -> list[float]:
-    """Every number the narrative may state for these facts: the facts and the indicator parameters."""
-    return [f.value for f in facts.numbers()] + list(facts.parameters.values())
+    """Every fact's value: the numbers a narrative may state anywhere."""
+    return [f.value for f in facts.numbers()]
+
+
+def _in_parameter_context(text: str, start: int, end: int) -> bool:
+    """True where a number reads as an indicator parameter: "RSI(14)", "(12,26,9)", "20-day", "14 periods".
+
+    Parameters are small integers that would otherwise verify any invented "up 12%"; they count only here.
+    """
+    before, after = text[max(0, start - 1):start], text[end:end + 8].lower()
+    return before in ("(", ",") or re.match(r"[-\s](day|period|bar)", after) is not None
 
 
 def fact_dates(facts: Facts) -> set[date]:
@@ -56,6 +66,7 @@ def fact_dates(facts: Facts) -> set[date]:
 def ground(text: str, facts: Facts) -> tuple[str, GroundingReport]:
     """Return ``text`` with every number that matches no fact replaced by ``UNVERIFIED``, and the report."""
     values = fact_values(facts)
+    parameters = list(facts.parameters.values())
     dates = fact_dates(facts)
     report = GroundingReport()
 
@@ -65,7 +76,9 @@ def ground(text: str, facts: Facts) -> tuple[str, GroundingReport]:
         if match.group("date"):
             ok = _is_fact_date(token, dates)
         else:
-            ok = _matches(token, values)
+            ok = _matches(token, values) or (
+                _in_parameter_context(text, match.start(), match.end()) and _matches(token, parameters)
+            )
         if ok:
             report.matched += 1
             return token
