@@ -96,9 +96,19 @@ def test_signed_number_is_compared_by_value(sol: Facts, written: str) -> None:
         assert report.removed == []
 
 
-def test_indicator_periods_match_parameters(sol: Facts) -> None:
-    """'RSI(14)' and 'MACD(12,26,9)' name parameters, which are facts too."""
-    assert_kept("RSI(14) is 47.86 and MACD(12,26,9) is bearish; Bollinger(20,2) bands hold.", sol)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "RSI(14) is 47.86.",
+        "MACD(12,26,9) is bearish.",
+        "Bollinger(20,2) bands hold.",
+        "The 20-day band is wide.",
+        "ATR over 14 periods is 1.0962.",
+    ],
+)
+def test_indicator_periods_match_parameters(sol: Facts, text: str) -> None:
+    """Periods written as parameters ('RSI(14)', '20-day', '14 periods') are facts too."""
+    assert_kept(text, sol)
 
 
 def test_periods_without_parameters_are_unverified() -> None:
@@ -109,6 +119,24 @@ def test_periods_without_parameters_are_unverified() -> None:
 
     assert out == f"RSI({UNVERIFIED}) is 47.86."
     assert report.removed == ["14"]
+
+
+@pytest.mark.parametrize("written", ["14%", "12", "+9%", "$20"])
+def test_parameters_outside_parameter_context_are_unverified(sol: Facts, written: str) -> None:
+    """A parameter value does not verify an invented 'up 14%': parameters count only where they read as periods."""
+    out, report = ground(f"SOL may gain {written} this week.", sol)
+
+    assert out == f"SOL may gain {UNVERIFIED} this week."
+    assert report.removed == [written]
+
+
+@pytest.mark.parametrize("written", ["14%", "$12", "+9%"])
+def test_parenthesised_amounts_are_not_parameters(sol: Facts, written: str) -> None:
+    """'(14%)' is a percentage and '($12)' a price, not a period: an opening bracket must not make them parameters."""
+    out, report = ground(f"SOL may gain ({written}) this week.", sol)
+
+    assert out == f"SOL may gain ({UNVERIFIED}) this week."
+    assert report.removed == [written]
 
 
 def test_as_of_date_matches_and_other_dates_do_not(sol: Facts) -> None:
@@ -139,10 +167,11 @@ def test_score_is_one_without_numbers(sol: Facts) -> None:
     assert report.score == 1.0
 
 
-def test_fact_values_include_every_fact_and_parameter(sol: Facts) -> None:
-    """The allowed numbers are the facts card's values plus the indicator parameters, nothing else."""
+def test_fact_values_are_the_facts_card_only(sol: Facts) -> None:
+    """Numbers allowed anywhere are the facts card's values; parameters are not among them."""
     values = grounding.fact_values(sol)
 
-    assert len(values) == len(sol.numbers()) + len(indicators.PARAMETERS) == 10 + 7
+    assert values == [f.value for f in sol.numbers()]
+    assert len(values) == 10
     assert values[0] == 21.780764
     assert grounding.fact_dates(sol) == {sol.quote.as_of.date()}
