@@ -10,7 +10,7 @@ import os
 import sys
 import uuid
 from datetime import date
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -46,10 +46,10 @@ def _settings(**overrides: object) -> Settings:
 
 @app.command()
 def chat(
-    message: Annotated[Optional[str], typer.Argument(help="Ask once and exit; omit for an interactive chat.")] = None,
-    thread: Annotated[Optional[str], typer.Option("--thread", "-t", help="Conversation to continue.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model group to ask first.")] = None,
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Replay clock, YYYY-MM-DD.")] = None,
+    message: Annotated[str | None, typer.Argument(help="Ask once and exit; omit for an interactive chat.")] = None,
+    thread: Annotated[str | None, typer.Option("--thread", "-t", help="Conversation to continue.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model group to ask first.")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Replay clock, YYYY-MM-DD.")] = None,
 ) -> None:
     """Chat with MIKEY about BTC, ETH and SOL."""
     from mikey.agents.chat import build_chat_graph, open_checkpointer, run_turn, thread_history

@@ -6,7 +6,7 @@ indicator values are ``float`` (they are computed in float64). All timestamps ar
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal
 
@@ -20,7 +20,7 @@ IntentKind = Literal[
 def _require_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp must be timezone-aware (UTC)")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 class Candle(BaseModel):

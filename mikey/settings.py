@@ -21,11 +21,11 @@ def _default_home() -> Path:
 
 
 class Settings(BaseSettings):
-    """MIKEY's configuration. The defaults are the embedded, offline set-up: replay data, local model, SQLite, Chroma."""
+    """MIKEY's configuration. Defaults are the embedded, offline set-up: replay data, local model, SQLite, Chroma."""
 
     model_config = SettingsConfigDict(env_prefix="MIKEY_", extra="ignore", validate_default=True)
 
-    home: Path = Field(default_factory=_default_home, description="Data folder: conversation state, vector memory.")
+    home: Path = Field(default_factory=_default_home, description="Data folder: conversation state, memory.")
 
     # Models -------------------------------------------------------------------------------------------------------
     default_model: str = Field("local", description="Group asked first; the chain then falls back to local, offline.")

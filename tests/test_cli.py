@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import talib
+
 from tests.conftest import SHARED_DATA, run_mikey
 
 HEAVY = ("litellm", "torch", "chromadb", "transformers", "langgraph", "pandas")

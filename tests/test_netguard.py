@@ -6,6 +6,7 @@ import socket
 import sys
 
 import pytest
+
 from tests.conftest import netguard, run_mikey
 
 

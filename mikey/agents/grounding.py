@@ -51,7 +51,7 @@ def fact_values(facts: Facts) -> list[float]:
 
 
 def _in_parameter_context(text: str, start: int, end: int) -> bool:
-    """True where a number reads as an indicator parameter: "RSI(14)", "(12,26,9)", "20-day", "14 periods".
+    """True where a plain integer reads as an indicator parameter: "RSI(14)", "(12,26,9)", "20-day", "14 periods".
 
     Parameters are small integers that would otherwise verify any invented "up 12%"; they count only here.
     """
@@ -77,7 +77,9 @@ def ground(text: str, facts: Facts) -> tuple[str, GroundingReport]:
             ok = _is_fact_date(token, dates)
         else:
             ok = _matches(token, values) or (
-                _in_parameter_context(text, match.start(), match.end()) and _matches(token, parameters)
+                token.isdigit()
+                and _in_parameter_context(text, match.start(), match.end())
+                and _matches(token, parameters)
             )
         if ok:
             report.matched += 1

@@ -48,7 +48,8 @@ class Prompt(BaseModel):
         given, declared = set(values), set(self.variables)
         if given != declared:
             raise ConfigError(
-                f"prompt {self.name} v{self.version}: missing {sorted(declared - given)}, unknown {sorted(given - declared)}"
+                f"prompt {self.name} v{self.version}: "
+                f"missing {sorted(declared - given)}, unknown {sorted(given - declared)}"
             )
         return [
             {"role": "system", "content": self.system.format(**values).strip()},

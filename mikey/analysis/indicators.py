@@ -96,9 +96,15 @@ def snapshot(candles: Sequence[Candle]) -> IndicatorSnapshot:
 
     Raises ``DataUnavailable`` when there are fewer bars than the longest warm-up, or a value is not finite.
     """
+    import numpy as np
+
     if len(candles) < MIN_BARS:
         raise DataUnavailable(f"indicators need at least {MIN_BARS} daily bars; got {len(candles)}")
-    values = compute(candles_frame(candles)).iloc[-1]
+    frame = candles_frame(candles)
+    if not np.isfinite(frame.to_numpy()).all():
+        # TA-Lib does not propagate NaN everywhere (its RSI turns a NaN close into 0.0), so refuse such input.
+        raise DataUnavailable(f"{candles[-1].symbol} candles hold non-finite values; indicators need clean bars")
+    values = compute(frame).iloc[-1]
     bad = [name for name, value in values.items() if not math.isfinite(value)]
     if bad:
         raise DataUnavailable(f"indicator(s) {', '.join(bad)} not finite on the last bar of {candles[-1].symbol}")

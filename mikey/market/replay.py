@@ -7,7 +7,7 @@ clock is ever visible, so a replayed session sees the market as it was.
 from __future__ import annotations
 
 import csv
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from importlib import resources
@@ -38,13 +38,16 @@ def read_daily_csv(path: Path, symbol: str) -> list[Candle]:
         missing = [c for c in ("date", "open", "high", "low", "close", "volume") if c not in header]
         if missing:
             raise DataUnavailable(f"{path.name}: missing column(s) {', '.join(missing)}")
-        for line, row in enumerate(reader, start=2):
+        for row in reader:
+            line = reader.line_num  # the file's own line number, blank lines included
             try:
                 day = date.fromisoformat(row[header["date"]].strip())
                 o, h, lo, c, v = (Decimal(row[header[k]].strip()) for k in ("open", "high", "low", "close", "volume"))
             except (ValueError, InvalidOperation, AttributeError) as exc:
                 raise DataUnavailable(f"{path.name} line {line}: unparsable row ({exc})") from exc
-            ts = datetime.combine(day, time(0), tzinfo=timezone.utc)
+            if not all(x.is_finite() for x in (o, h, lo, c, v)):
+                raise DataUnavailable(f"{path.name} line {line}: non-finite value (NaN or infinity)")
+            ts = datetime.combine(day, time(0), tzinfo=UTC)
             if candles and ts <= candles[-1].ts:
                 raise DataUnavailable(f"{path.name} line {line}: date {day} is not after the previous row")
             candles.append(Candle(symbol=symbol, ts=ts, open=o, high=h, low=lo, close=c, volume=v))
@@ -87,7 +90,7 @@ class ReplayFeed:
         history = self._history(symbol)
         if self.as_of is None:
             return history[-1].ts
-        clock = datetime.combine(self.as_of, time(0), tzinfo=timezone.utc)
+        clock = datetime.combine(self.as_of, time(0), tzinfo=UTC)
         if clock < history[0].ts:
             raise DataUnavailable(
                 f"no {symbol} data on or before {self.as_of}; replay history starts {history[0].ts.date()}"

@@ -90,7 +90,6 @@ def model_groups(settings: Settings) -> dict[str, GroupStatus]:
 
 
 def fallback_chain(first: str, groups: dict[str, GroupStatus]) -> list[str]:
-    """``first``, then the usable groups of the fallback tail, without repeats."""
-    chain = [first]
-    chain += [g for g in FALLBACK_TAIL if g != first and groups[g].usable]
-    return chain
+    """``first``, then the usable groups of the fallback tail that come after it: ``offline`` is always last."""
+    tail = FALLBACK_TAIL[FALLBACK_TAIL.index(first) + 1:] if first in FALLBACK_TAIL else FALLBACK_TAIL
+    return [first] + [g for g in tail if groups[g].usable]

@@ -68,7 +68,8 @@ def render(payload: dict[str, Any]) -> str:
         price, upper, middle, lower = (float(f[k]) for k in ("price", "bb_upper", "bb_middle", "bb_lower"))
         where = "above the upper" if price > upper else "below the lower" if price < lower else "inside the"
         side = "above" if price >= middle else "below"
-        band = f"Price is {where} Bollinger Band{'s' if where == 'inside the' else ''} ({f['bb_lower']} to {f['bb_upper']})"
+        bands = "Bollinger Bands" if where == "inside the" else "Bollinger Band"
+        band = f"Price is {where} {bands} ({f['bb_lower']} to {f['bb_upper']})"
         out.append(f"{band}, {side} the middle band at {f['bb_middle']}.")
     if "atr_14" in f:
         out.append(f"ATR(14) is {f['atr_14']} USD, the typical daily range.")

@@ -14,7 +14,7 @@ _REGISTERED: dict[str, Any] = {}
 
 
 def import_litellm() -> Any:
-    """Import litellm offline: its bundled price map, no telemetry. Every import of litellm in MIKEY goes through here."""
+    """Import litellm offline (bundled price map, no telemetry). Every import of litellm in MIKEY goes through here."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_TELEMETRY", "False")
     import litellm

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,7 +17,7 @@ HEADER = "Date,Open,High,Low,Close,Adj Close,Volume\n"
 
 
 def utc(year: int, month: int, day: int) -> datetime:
-    return datetime(year, month, day, tzinfo=timezone.utc)
+    return datetime(year, month, day, tzinfo=UTC)
 
 
 def write_csv(folder: Path, body: str, symbol: str = "SOL") -> Path:
@@ -43,7 +43,7 @@ def test_bundled_folder_holds_the_three_markets(feed: ReplayFeed) -> None:
 @pytest.mark.skipif(not (SHARED_DATA / "SOL-USD.daily.csv").is_file(),
                     reason=f"shared market data not found at {SHARED_DATA}")
 def test_sol_replay_reproduces_every_published_close(feed: ReplayFeed) -> None:
-    """Closes are parsed from text as Decimal, so the replay must equal the shared file row for row, not approximately."""
+    """Closes are parsed from text as Decimal, so the replay equals the shared file row for row, not approximately."""
     with (SHARED_DATA / "SOL-USD.daily.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     published = [(date.fromisoformat(r["Date"]), Decimal(r["Close"])) for r in rows]
@@ -185,3 +185,11 @@ def test_file_without_rows_is_unavailable(tmp_path: Path, body: str) -> None:
 
     with pytest.raises(DataUnavailable, match=r"SOL-USD\.daily\.csv"):
         feed.quote("SOL")
+
+
+@pytest.mark.parametrize("value", ["NaN", "inf", "-Infinity"])
+def test_non_finite_values_are_refused_with_their_line(tmp_path: Path, value: str) -> None:
+    """Decimal parses 'NaN' and 'inf'; a replayed price must never be one."""
+    path = write_csv(tmp_path, HEADER + "2024-01-01,1,2,0.5,1.5,1.5,100\n" + f"2024-01-02,1,2,0.5,{value},1.5,100\n")
+    with pytest.raises(DataUnavailable, match=r"SOL-USD\.daily\.csv line 3: non-finite value"):
+        read_daily_csv(path, "SOL")

@@ -36,7 +36,8 @@ def install() -> None:
     """Patch socket connect, connect_ex and getaddrinfo; idempotent."""
     if getattr(socket, "_mikey_guarded", False):
         return
-    real_connect, real_connect_ex, real_getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+    real_getaddrinfo = socket.getaddrinfo
 
     def check(sock: socket.socket, address: object) -> None:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
