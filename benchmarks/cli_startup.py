@@ -32,7 +32,8 @@ def main() -> None:
         bare_times.append(timed(bare_cmd))
     h, b = statistics.median(help_times), statistics.median(bare_times)
     print(f"runs={runs}")
-    print(f"mikey --help  median {h * 1000:7.1f} ms  (min {min(help_times) * 1000:.1f}, max {max(help_times) * 1000:.1f})")
+    spread = f"min {min(help_times) * 1000:.1f}, max {max(help_times) * 1000:.1f}"
+    print(f"mikey --help  median {h * 1000:7.1f} ms  ({spread})")
     print(f"python -c ''  median {b * 1000:7.1f} ms")
     print(f"ratio help/bare-python {h / b:.2f}x; help minus interpreter start {(h - b) * 1000:.1f} ms")
     print(f"target < 1000 ms: {'met' if h < 1.0 else 'MISSED'}")
