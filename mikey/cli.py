@@ -61,9 +61,11 @@ def chat(
         raise InvalidInput("the message is empty; ask something like: mikey chat \"How is SOL doing?\"")
     clock = _parse_date(as_of, "--as-of") if as_of else None
     settings = _settings(as_of=clock)
-    chat_model = RouterChatModel(settings)
+    from mikey.router.ledger import Ledger
+
+    chat_model = RouterChatModel(settings, ledger=Ledger(settings.ledger_db))
     group = model or settings.default_model
-    chat_model.check_group(group)
+    chat_model.chain("analyze", group)  # a clear error now for an unknown or unusable group
     context = ChatContext(settings=settings, feed=ReplayFeed(settings.replay_dir, settings.as_of),
                           chat_model=chat_model, group=group, memory=_memory(settings))
     thread_id = thread or uuid.uuid4().hex[:8]
@@ -79,7 +81,8 @@ def chat(
             _show(console, run_turn(graph, context, message, thread_id))
             console.print(f"[dim]thread {thread_id} — continue with: mikey chat --thread {thread_id}[/dim]")
             return
-        console.print(f"MIKEY chat on [bold]{group}[/bold], thread {thread_id}. Type 'exit' to leave.")
+        chain = " -> ".join(chat_model.chain("analyze", group))
+        console.print(f"MIKEY chat ({chain}), thread {thread_id}. Type 'exit' to leave.")
         while True:
             try:
                 line = console.input("[bold cyan]you>[/bold cyan] ").strip()
@@ -128,22 +131,63 @@ def history(thread: Annotated[str, typer.Option("--thread", "-t", help="Conversa
 
 
 @app.command()
-def models() -> None:
-    """List the model groups: deployment, whether usable, and why not."""
+def models(
+    live: Annotated[bool, typer.Option("--live", help="Also show cooldowns (shared between processes via Redis).")]
+    = False,
+) -> None:
+    """List the model groups and their deployments: usable or not, why not, and the chain of each role."""
     from rich.console import Console
     from rich.table import Table
 
-    from mikey.router.groups import model_groups
+    from mikey.router.groups import model_groups, role_chain
 
     settings = _settings()
-    table = Table(title="Model groups (fallback chain: chosen group, then local, then offline)")
-    for column in ("group", "model", "usable", "why"):
+    groups = model_groups(settings)
+    cooldowns: dict[str, float] = {}
+    if live:
+        from mikey.router.chat_model import RouterChatModel
+
+        cooldowns = RouterChatModel(settings, groups).cooldowns()
+    table = Table(title="Model groups")
+    for column in ("group", "deployment", "model", "family", "usable", "why", *(["cooldown"] if live else [])):
         table.add_column(column)
-    for group in model_groups(settings).values():
-        mark = "[green]yes[/green]" if group.usable else "[red]no[/red]"
-        default = " (default)" if group.name == settings.default_model else ""
-        table.add_row(group.name + default, group.description, mark, group.reason)
+    for group in groups.values():
+        for d in group.deployments:
+            mark = "[green]yes[/green]" if d.usable else "[red]no[/red]"
+            row = [group.name, d.id, d.description or d.model, d.family, mark, d.reason]
+            if live:
+                row.append(f"{cooldowns[d.id]:.0f}s left" if d.id in cooldowns else "-")
+            table.add_row(*row)
+    console = Console()
+    console.print(table)
+    for role in sorted(settings.roles):
+        chain = " -> ".join(role_chain(settings, groups, role, first=settings.default_model)) or "(none usable)"
+        console.print(f"role {role}: {chain}", highlight=False)
+
+
+@app.command()
+def usage() -> None:
+    """Model calls, tokens and cost by day, group and role, from the ledger."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mikey.router.ledger import Ledger
+
+    settings = _settings()
+    if not settings.ledger_db.exists():
+        raise InvalidInput(f"no model calls recorded yet (ledger {settings.ledger_db} does not exist)")
+    ledger = Ledger(settings.ledger_db)
+    rows = ledger.usage()
+    ledger.close()
+    table = Table(title=f"Model usage ({settings.ledger_db})")
+    for column in ("day", "group", "role", "calls", "ok", "cache hits", "tokens in", "tokens out", "cost USD"):
+        table.add_column(column, justify="right" if column not in ("day", "group", "role") else "left")
+    for r in rows:
+        table.add_row(r["day"], r["model_group"], r["role"], str(r["calls"]), str(r["ok"]), str(r["cache_hits"]),
+                      str(r["tokens_in"]), str(r["tokens_out"]), f"{r['cost_usd']:.6f}")
+    total = sum(r["cost_usd"] for r in rows)
     Console().print(table)
+    Console().print(f"total cost: ${total:.6f} over {sum(r['calls'] for r in rows)} calls", highlight=False)
 
 
 def _parse_date(text: str, option: str) -> date:

@@ -6,7 +6,9 @@
     ├── ConfigError                 bad or missing settings, unusable model group
     ├── ProviderError               an LLM provider failed
     │   ├── RateLimited
-    │   └── ProviderUnavailable     unreachable, timed out, every fallback failed
+    │   ├── ProviderUnavailable     unreachable, timed out, every fallback failed
+    │   └── InvalidModelOutput      a reply that does not fit the schema asked for, even after repair
+    ├── BudgetExceeded              a call would break a spend limit; it is not sent
     ├── DataUnavailable             no data for the request
     │   ├── UnknownSymbol           a market MIKEY does not cover
     │   └── StalePrice
@@ -39,6 +41,14 @@ class RateLimited(ProviderError):
 
 class ProviderUnavailable(ProviderError):
     """A provider could not be reached, timed out, or every deployment in the chain failed."""
+
+
+class InvalidModelOutput(ProviderError):
+    """Every group asked returned output that does not validate against the requested schema."""
+
+
+class BudgetExceeded(MikeyError):
+    """A model call would exceed a per-thread or per-day budget, so it was not sent."""
 
 
 class DataUnavailable(MikeyError):

@@ -9,11 +9,47 @@ from __future__ import annotations
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MODEL_GROUPS = ("gpt-4", "claude", "gemini", "local", "offline")
+HOSTED_CHAIN = ["gpt-4", "claude", "gemini", "local", "offline"]
+
+ProviderFamily = Literal["openai", "anthropic", "google", "local", "offline", "other"]
+
+
+def _check_group(value: str) -> str:
+    if value not in MODEL_GROUPS:
+        raise ValueError(f"unknown model group {value!r}; groups: {', '.join(MODEL_GROUPS)}")
+    return value
+
+
+class DeploymentSpec(BaseModel):
+    """One more deployment of a model group, e.g. a second OpenAI key or an Ollama server by URL.
+
+    ``model`` is a LiteLLM model id: ``openai/gpt-4o``, ``anthropic/claude-sonnet-4-5``, ``gemini/gemini-2.5-pro``;
+    any OpenAI-compatible server (Ollama, vLLM, llama.cpp server) is ``openai/<its model name>`` with ``api_base``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    group: str
+    model: str
+    api_base: str | None = None
+    api_key_env: str | None = Field(None, description="Environment variable holding the key; None for keyless servers.")
+    timeout: float | None = Field(None, gt=0, description="Total seconds for one call; default: request_timeout.")
+    connect_timeout: float | None = Field(None, gt=0, description="Seconds to open the connection.")
+    first_token_timeout: float | None = Field(None, gt=0, description="Seconds to the first streamed token.")
+    rpm: int | None = Field(None, gt=0)
+    tpm: int | None = Field(None, gt=0)
+    weight: int = Field(1, ge=1, description="Share of the group's traffic, relative to its other deployments.")
+    input_cost_per_token: float | None = Field(None, ge=0, description="Overrides LiteLLM's price map (USD).")
+    output_cost_per_token: float | None = Field(None, ge=0)
+    family: ProviderFamily | None = Field(None, description="Provider family; default: from the model id's prefix.")
+
+    _group = field_validator("group")(_check_group)
 
 
 def _default_home() -> Path:
@@ -28,7 +64,20 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=_default_home, description="Data folder: conversation state, memory.")
 
     # Models -------------------------------------------------------------------------------------------------------
-    default_model: str = Field("local", description="Group asked first; the chain then falls back to local, offline.")
+    default_model: str | None = Field(
+        None, description="Group asked first for every role; default: each role's chain (see roles) decides."
+    )
+    roles: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "default": list(HOSTED_CHAIN),
+            "judge": ["claude", "gemini", "gpt-4", "local"],
+        },
+        description="Ordered model groups per role (understand, analyze, chat, judge, ...); 'default' covers the rest."
+        " Groups that are not usable are skipped; offline, where listed, ends the chain.",
+    )
+    deployments: list[DeploymentSpec] = Field(
+        default_factory=list, description="Extra deployments, as JSON in MIKEY_DEPLOYMENTS."
+    )
     openai_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("MIKEY_OPENAI_API_KEY", "OPENAI_API_KEY")
     )
@@ -57,7 +106,17 @@ class Settings(BaseSettings):
         description="Below this share of verified numbers, a model's draft is replaced by the offline facts writer.",
     )
     request_timeout: float = Field(60.0, gt=0, description="Seconds before one model call is abandoned.")
-    num_retries: int = Field(1, ge=0)
+    connect_timeout: float = Field(5.0, gt=0, description="Seconds to open a connection to a provider.")
+    first_token_timeout: float = Field(20.0, gt=0, description="Seconds to the first streamed token.")
+    num_retries: int = Field(1, ge=0, description="Retries for server errors and timeouts (never for auth errors).")
+    rate_limit_retries: int = Field(2, ge=0, description="Retries after a 429, waiting as its Retry-After asks.")
+    allowed_fails: int = Field(1, ge=0, description="Failures a deployment may have in a minute before cooldown.")
+    cooldown_seconds: float = Field(30.0, ge=0, description="How long a failing deployment is skipped.")
+    budget_per_thread_usd: float | None = Field(None, ge=0, description="Spend limit of one conversation thread.")
+    budget_per_day_usd: float | None = Field(None, ge=0, description="Spend limit per UTC day, all threads.")
+    cache_enabled: bool = Field(True, description="Answer identical requests from the response cache.")
+    cache_ttl_seconds: float = Field(600.0, gt=0)
+    redis_url: str | None = Field(None, description="Redis for the response cache; default: in-process.")
 
     # Market data --------------------------------------------------------------------------------------------------
     replay_dir: Path | None = Field(None, description="Folder of <SYMBOL>-USD.daily.csv files; default: bundled.")
@@ -69,15 +128,34 @@ class Settings(BaseSettings):
 
     @field_validator("default_model")
     @classmethod
-    def _known_group(cls, value: str) -> str:
-        if value not in MODEL_GROUPS:
-            raise ValueError(f"unknown model group {value!r}; groups: {', '.join(MODEL_GROUPS)}")
+    def _known_group(cls, value: str | None) -> str | None:
+        return None if value is None else _check_group(value)
+
+    @field_validator("roles")
+    @classmethod
+    def _known_role_groups(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for role, chain in value.items():
+            if not chain:
+                raise ValueError(f"role {role!r} has no model groups")
+            for group in chain:
+                _check_group(group)
         return value
+
+    @model_validator(mode="after")
+    def _default_role(self) -> Settings:
+        if "default" not in self.roles:
+            self.roles = {**self.roles, "default": list(HOSTED_CHAIN)}
+        return self
 
     @property
     def state_db(self) -> Path:
         """SQLite file of the LangGraph checkpointer (conversation threads)."""
         return self.home / "state.sqlite"
+
+    @property
+    def ledger_db(self) -> Path:
+        """SQLite file of the LLM call ledger (tokens, cost, latency per call)."""
+        return self.home / "ledger.sqlite"
 
     @property
     def chroma_dir(self) -> Path:

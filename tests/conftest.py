@@ -37,10 +37,11 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(isolated_env: Path):
-    """Settings for the embedded defaults in a temporary home, memory off unless a test turns it on."""
+    """Settings for the embedded defaults in a temporary home; memory and the response cache off unless a test
+    turns them on (LiteLLM's cache is process-wide, so one test's replies would answer another's)."""
     from mikey.settings import Settings
 
-    return Settings(home=isolated_env, memory_enabled=False)
+    return Settings(home=isolated_env, memory_enabled=False, cache_enabled=False)
 
 
 def run_mikey(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess:

@@ -137,7 +137,8 @@ def test_models_lists_groups_and_reasons() -> None:
                           ("gemini", "GEMINI_API_KEY is not set"), ("offline", "always available")]:
         line = next(line for line in done.stdout.splitlines() if f" {group} " in line)
         assert reason in line, line
-    assert "local (default)" in done.stdout
+    assert "role default: local -> offline" in done.stdout
+    assert "role judge: local\n" in done.stdout  # a judge is never the offline writer
 
 
 def test_models_shows_configured_key_as_usable() -> None:

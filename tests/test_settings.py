@@ -22,10 +22,12 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_defaults_are_the_embedded_setup(tmp_path: Path) -> None:
-    """Out of the box: local model first, no keys, bundled replay data at its last bar."""
+    """Out of the box: no group forced first (each role's chain decides), no keys, bundled replay at its last bar."""
     settings = Settings(home=tmp_path)
 
-    assert settings.default_model == "local"
+    assert settings.default_model is None
+    assert settings.roles["default"] == ["gpt-4", "claude", "gemini", "local", "offline"]
+    assert settings.ledger_db == tmp_path / "ledger.sqlite"
     assert settings.openai_api_key is None
     assert settings.anthropic_api_key is None
     assert settings.gemini_api_key is None
@@ -52,7 +54,7 @@ def test_unprefixed_field_names_are_ignored(monkeypatch: pytest.MonkeyPatch, tmp
     """Only MIKEY_DEFAULT_MODEL configures the default; a bare DEFAULT_MODEL belongs to someone else."""
     monkeypatch.setenv("DEFAULT_MODEL", "claude")
 
-    assert Settings(home=tmp_path).default_model == "local"
+    assert Settings(home=tmp_path).default_model is None
 
 
 def test_provider_key_alias_is_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -73,10 +73,11 @@ def _analyze_messages(state: ChatState) -> list[dict[str, str]]:
     return load_prompt(ANALYZE_PROMPT).render(question=state["message"], facts_block=facts_block(state["facts"]))
 
 
-def analyze_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+def analyze_node(state: ChatState, config: RunnableConfig, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     """Ask the model for the narrative over the facts, with the versioned prompt."""
     ctx = runtime.context
-    done = ctx.chat_model.complete(_analyze_messages(state), role="analyze", group=ctx.group)
+    done = ctx.chat_model.complete(_analyze_messages(state), role="analyze", group=ctx.group,
+                                   thread_id=config["configurable"]["thread_id"])
     notice = state.get("notice")
     if done.group != done.requested_group:
         fallback = f"The {done.requested_group} model did not answer; {done.group} wrote this instead."
@@ -95,7 +96,7 @@ def ground_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, An
     text, report = grounding.ground(draft, state["facts"])
     if report.score >= ctx.settings.min_grounding or state["writer_group"] == "offline":
         return {"draft": text, "grounding": report}
-    done = ctx.chat_model.complete(_analyze_messages(state), role="analyze", group="offline")
+    done = ctx.chat_model.complete(_analyze_messages(state), role="analyze", group="offline", only=True)
     text, rewritten = grounding.ground(done.text, state["facts"])
     why = (f"The {state['writer_group']} draft stated {len(report.removed)} of {report.checked} numbers that match no "
            "fact; the offline writer rendered the facts instead.")

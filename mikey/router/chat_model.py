@@ -1,19 +1,44 @@
 """``ChatModel``: how the rest of MIKEY asks for words. ``RouterChatModel`` serves it with one LiteLLM Router.
 
-The Router holds every usable group (see ``groups.py``) and the fallback chain of each: the group asked for, then
-``local``, then ``offline``. Retries, fallbacks and timeouts are the Router's; this module only builds it, names
-the result, and turns LiteLLM's exceptions into MIKEY's.
+Each call names a role; settings map roles to ordered chains of model groups (``groups.role_chain``), and the
+Router walks the chain with its own retries (per error type: none on auth errors, Retry-After honoured on 429),
+cooldowns and timeouts. ``offline`` ends every chain, so words always come back. This module builds the Router,
+checks budgets before a call is sent, writes the ledger, and turns LiteLLM's exceptions into MIKEY's.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import time
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
-from mikey.errors import ConfigError, ProviderUnavailable, RateLimited
-from mikey.router.groups import GroupStatus, fallback_chain, model_groups, smollm2_path
+from pydantic import BaseModel, ValidationError
+
+from mikey.errors import (
+    BudgetExceeded,
+    ConfigError,
+    InvalidModelOutput,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+)
+from mikey.router.groups import GroupStatus, model_groups, role_chain, smollm2_path
+from mikey.router.ledger import CallRecord, Ledger, ledger_callback, utc_day
 from mikey.settings import Settings
+
+T = TypeVar("T", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A tool call in one shape, whatever the provider's wire format (OpenAI, Anthropic, Gemini)."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -28,24 +53,68 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     latency_s: float
+    deployment: str = ""
+    cost_usd: float = 0.0
+    cache_hit: bool = False
+    family: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    text: str
+
+
+@dataclass(frozen=True)
+class DoneEvent:
+    completion: Completion
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    """A stream that broke after it had started: never a silent truncation."""
+
+    message: str
+    group: str
+    chunks: int
+
+
+StreamEvent = TokenEvent | DoneEvent | ErrorEvent
 
 
 class ChatModel(Protocol):
     """Anything that turns chat messages into a ``Completion`` for a role."""
 
     def complete(
-        self, messages: list[dict[str, Any]], *, role: str, group: str | None = None, max_tokens: int | None = None
+        self, messages: list[dict[str, Any]], *, role: str, group: str | None = None, max_tokens: int | None = None,
+        thread_id: str | None = None, only: bool = False,
     ) -> Completion: ...
+
+    def chain(self, role: str, group: str | None = None) -> list[str]: ...
+
+
+@dataclass
+class _Call:
+    """Per-call options shared by complete, stream and structured."""
+
+    role: str
+    chain: list[str]
+    max_tokens: int
+    thread_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class RouterChatModel:
     """A ``ChatModel`` over one ``litellm.Router``, built on first use from settings (or the groups given)."""
 
-    def __init__(self, settings: Settings, groups: dict[str, GroupStatus] | None = None) -> None:
+    def __init__(self, settings: Settings, groups: dict[str, GroupStatus] | None = None,
+                 ledger: Ledger | None = None) -> None:
         self.settings = settings
         self.groups = groups if groups is not None else model_groups(settings)
+        self.ledger = ledger
         self._router: Any = None
 
+    # -- set-up ---------------------------------------------------------------------------------------------------
     def check_group(self, group: str) -> GroupStatus:
         """The group's status; ``ConfigError`` with the reason when it is unknown or not usable."""
         if group not in self.groups:
@@ -55,55 +124,314 @@ class RouterChatModel:
             raise ConfigError(f"model group {group!r} is not usable: {status.reason}")
         return status
 
+    def chain(self, role: str, group: str | None = None, *, exclude_families: frozenset[str] = frozenset(),
+              offline: bool = True) -> list[str]:
+        """The groups a call for ``role`` tries, in order."""
+        if group is not None:
+            self.check_group(group)
+        chain = role_chain(self.settings, self.groups, role, first=group, exclude_families=exclude_families,
+                           offline=offline)
+        if not chain:
+            raise ConfigError(f"no usable model group for role {role!r}")
+        return chain
+
+    @property
+    def router(self) -> Any:
+        if self._router is None:
+            self._router = self._build()
+        return self._router
+
     def _build(self) -> Any:
         from mikey.router import local, offline
         from mikey.router.providers import import_litellm, register
 
-        import_litellm()
+        litellm = import_litellm()
         from litellm import Router
+        from litellm.types.router import AllowedFailsPolicy, RetryPolicy
 
         s = self.settings
         register("mikey-offline", offline.handler())
         register("mikey-local", local.handler(smollm2_path(s), threads=s.local_threads, context=s.local_context,
                                               max_tokens=s.max_tokens))
-        usable = [g for g in self.groups.values() if g.usable]
-        model_list = [{"model_name": g.name, "litellm_params": dict(d)} for g in usable for d in g.deployments]
-        fallbacks = [{g.name: chain[1:]} for g in usable if len(chain := fallback_chain(g.name, self.groups)) > 1]
-        return Router(model_list=model_list, fallbacks=fallbacks, num_retries=s.num_retries,
-                      timeout=s.request_timeout)
+        if self.ledger is not None:
+            callback = ledger_callback(self.ledger)
+            litellm.callbacks = [c for c in litellm.callbacks if type(c).__name__ != "LedgerCallback"] + [callback]
+        model_list = [
+            {"model_name": g.name, "litellm_params": dict(d.params), "model_info": {"id": d.id}}
+            for g in self.groups.values() for d in g.usable_deployments
+        ]
+        retries = s.num_retries
+        # Auth and bad-request errors are not retried: they fail the same way again. 429s are retried after the
+        # wait their Retry-After asks for; the Router reads that header itself.
+        retry_policy = RetryPolicy(
+            AuthenticationErrorRetries=0, BadRequestErrorRetries=0, ContentPolicyViolationErrorRetries=0,
+            NotFoundErrorRetries=0, RateLimitErrorRetries=s.rate_limit_retries, TimeoutErrorRetries=retries,
+            InternalServerErrorRetries=retries, ServiceUnavailableErrorRetries=retries, DefaultRetries=retries,
+        )
+        # Explicit per-error allowances, so a failing deployment cools down even when it is its group's only one.
+        fails = s.allowed_fails
+        allowed_fails_policy = AllowedFailsPolicy(
+            AuthenticationErrorAllowedFails=0, TimeoutErrorAllowedFails=fails, RateLimitErrorAllowedFails=fails,
+            InternalServerErrorAllowedFails=fails, BadRequestErrorAllowedFails=1000,
+            ContentPolicyViolationErrorAllowedFails=1000,
+        )
+        cache_kwargs: dict[str, Any] = {"redis_url": s.redis_url} if s.redis_url else {}  # shared cooldowns
+        if s.cache_enabled:
+            cache_kwargs["cache_responses"] = True
+            cache_kwargs["cache_kwargs"] = (
+                {"type": "redis", "url": s.redis_url, "ttl": s.cache_ttl_seconds} if s.redis_url
+                else {"type": "local", "ttl": s.cache_ttl_seconds}
+            )
+        return Router(model_list=model_list, num_retries=retries, retry_policy=retry_policy,
+                      allowed_fails_policy=allowed_fails_policy, cooldown_time=s.cooldown_seconds,
+                      timeout=s.request_timeout, stream_timeout=s.first_token_timeout, **cache_kwargs)
 
+    def cooldowns(self) -> dict[str, float]:
+        """Seconds of cooldown left per deployment id (shared between processes only when Redis is configured)."""
+        ids = [d.id for g in self.groups.values() for d in g.usable_deployments]
+        now = time.time()
+        active = self.router.cooldown_cache.get_active_cooldowns(ids, None)
+        return {ident: max(0.0, float(v["timestamp"]) + float(v["cooldown_time"]) - now) for ident, v in active}
+
+    # -- calls ----------------------------------------------------------------------------------------------------
     def complete(
-        self, messages: list[dict[str, Any]], *, role: str, group: str | None = None, max_tokens: int | None = None
+        self, messages: list[dict[str, Any]], *, role: str, group: str | None = None, max_tokens: int | None = None,
+        tools: list[dict[str, Any]] | None = None, response_format: Any = None, thread_id: str | None = None,
+        exclude_families: frozenset[str] = frozenset(), only: bool = False, offline: bool = True,
     ) -> Completion:
-        group = group or self.settings.default_model
-        self.check_group(group)
-        if self._router is None:
-            self._router = self._build()
-        import litellm
+        """One answer for ``role``: the chain's first group that answers writes it.
 
+        ``only`` asks ``group`` alone (no fallbacks); ``exclude_families`` keeps providers out (a judge must not share
+        the family of the answer it judges). Raises ``BudgetExceeded`` before sending when a budget would break.
+        """
+        chain = [self.check_group(group).name] if only and group else self.chain(
+            role, group, exclude_families=exclude_families, offline=offline)
+        call = _Call(role, chain, max_tokens or self.settings.max_tokens, thread_id,
+                     {k: v for k, v in {"tools": tools, "response_format": response_format}.items() if v is not None})
+        self._check_budget(messages, call)
         started = time.perf_counter()
         try:
-            response = self._router.completion(
-                model=group, messages=messages, max_tokens=max_tokens or self.settings.max_tokens,
-                metadata={"role": role},
+            response = self.router.completion(**self._request(messages, call))
+        except Exception as exc:  # the whole chain failed, whatever LiteLLM calls it
+            raise _mapped(exc, chain) from exc
+        done = self._completion(response, call, time.perf_counter() - started)
+        self._record(done, call)
+        return done
+
+    def judge(self, messages: list[dict[str, Any]], *, judged: Completion, **kwargs: Any) -> Completion:
+        """A ``judge`` call served by a provider family other than the one that wrote ``judged``."""
+        return self.complete(messages, role="judge", exclude_families=frozenset({judged.family}), **kwargs)
+
+    def stream(
+        self, messages: list[dict[str, Any]], *, role: str, group: str | None = None, max_tokens: int | None = None,
+        thread_id: str | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Tokens as they come, then ``DoneEvent``; a stream that breaks after its first token ends in ``ErrorEvent``.
+
+        Before the first token, any failure moves on down the chain, exactly like ``complete``.
+        """
+        chain = self.chain(role, group)
+        call = _Call(role, chain, max_tokens or self.settings.max_tokens, thread_id)
+        self._check_budget(messages, call)
+        remaining = list(chain)
+        while remaining:
+            started = time.perf_counter()
+            attempt = _Call(role, remaining, call.max_tokens, thread_id,
+                            {"stream": True, "stream_options": {"include_usage": True}})
+            try:
+                response = self.router.completion(**self._request(messages, attempt))
+            except Exception as exc:
+                raise _mapped(exc, remaining) from exc
+            served = _served_group(response, remaining[0])
+            pieces: list[str] = []
+            usage: Any = None
+            finished = False
+            try:
+                for chunk in response:
+                    usage = getattr(chunk, "usage", None) or usage
+                    choice = chunk.choices[0] if chunk.choices else None
+                    text = getattr(choice.delta, "content", None) if choice is not None else None
+                    finished = finished or bool(choice is not None and choice.finish_reason)
+                    if text:
+                        pieces.append(text)
+                        yield TokenEvent(text)
+            except Exception as exc:
+                self._record_failure(call, served, exc)
+                if not pieces:  # nothing shown yet: the next group may still answer in full
+                    remaining = chain[chain.index(served) + 1:] if served in chain else remaining[1:]
+                    continue
+                yield ErrorEvent(f"the {served} stream broke after {len(pieces)} chunks: {_first_line(exc)}",
+                                 served, len(pieces))
+                return
+            if not finished:
+                yield ErrorEvent(f"the {served} stream ended after {len(pieces)} chunks without finishing",
+                                 served, len(pieces))
+                return
+            done = Completion(
+                text="".join(pieces).strip(), group=served, model=_deployment_model(self.groups, served),
+                requested_group=chain[0], fallbacks=chain.index(served) if served in chain else 0,
+                prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+                latency_s=time.perf_counter() - started, family=self.groups[served].family,
             )
-        except litellm.RateLimitError as exc:
-            raise RateLimited(f"{group}: rate limited and no fallback answered ({_first_line(exc)})") from exc
-        except Exception as exc:  # every other failure of the whole chain, whatever LiteLLM calls it
-            raise ProviderUnavailable(f"no model in the chain for {group!r} answered: {_first_line(exc)}") from exc
+            self._record(done, call)
+            yield DoneEvent(done)
+            return
+        raise ProviderUnavailable(f"no model in the chain {' -> '.join(chain)} answered the stream")
+
+    def structured(
+        self, messages: list[dict[str, Any]], schema: type[T], *, role: str, group: str | None = None,
+        groups: list[str] | None = None, thread_id: str | None = None, max_tokens: int | None = None,
+    ) -> tuple[T, Completion]:
+        """A validated ``schema`` instance: each group gets one repair retry with the validation error, then the next
+        group is asked. The offline writer is never asked (it writes prose, not data).
+        """
+        chain = groups or self.chain(role, group, offline=False)
+        problems: list[str] = []
+        for name in chain:
+            attempt = list(messages)
+            for repair in (False, True):
+                try:
+                    done = self.complete(attempt, role=role, group=name, only=True, response_format=schema,
+                                         thread_id=thread_id, max_tokens=max_tokens)
+                except (ProviderError, ConfigError) as exc:
+                    problems.append(f"{name}: {exc}")
+                    break
+                try:
+                    return schema.model_validate_json(_json_text(done.text)), done
+                except ValidationError as exc:
+                    problems.append(f"{name}{' (repaired)' if repair else ''}: {_summary(exc)}")
+                    attempt = attempt + [
+                        {"role": "assistant", "content": done.text},
+                        {"role": "user", "content": "That reply does not match the required JSON schema: "
+                                                    f"{_summary(exc)}. Reply with the corrected JSON object only."},
+                    ]
+        raise InvalidModelOutput(f"no model produced a valid {schema.__name__}: " + "; ".join(problems))
+
+    # -- helpers --------------------------------------------------------------------------------------------------
+    def _request(self, messages: list[dict[str, Any]], call: _Call) -> dict[str, Any]:
+        # LiteLLM's response cache is process-wide; each request says whether it may use it.
+        return {"model": call.chain[0], "messages": messages, "fallbacks": call.chain[1:],
+                "max_tokens": call.max_tokens, "metadata": {"role": call.role, "thread_id": call.thread_id},
+                "caching": self.settings.cache_enabled, **call.extra}
+
+    def _completion(self, response: Any, call: _Call, latency_s: float) -> Completion:
         hidden = getattr(response, "_hidden_params", {}) or {}
-        headers = hidden.get("additional_headers") or {}
+        served = _served_group(response, call.chain[0])
         usage = getattr(response, "usage", None)
+        message = response.choices[0].message
         return Completion(
-            text=(response.choices[0].message.content or "").strip(),
-            group=str(headers.get("x-litellm-model-group") or group),
+            text=(message.content or "").strip(),
+            group=served,
             model=str(hidden.get("litellm_model_name") or response.model),
-            requested_group=group,
-            fallbacks=int(headers.get("x-litellm-attempted-fallbacks") or 0),
+            requested_group=call.chain[0],
+            fallbacks=int(((hidden.get("additional_headers") or {}).get("x-litellm-attempted-fallbacks")) or 0),
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            latency_s=time.perf_counter() - started,
+            latency_s=latency_s,
+            deployment=str(hidden.get("model_id") or ""),
+            cost_usd=float(hidden.get("response_cost") or 0.0),
+            cache_hit=bool(hidden.get("cache_hit")),
+            family=self.groups[served].family if served in self.groups else "other",
+            tool_calls=_tool_calls(message),
         )
+
+    def _record(self, done: Completion, call: _Call) -> None:
+        if self.ledger is not None:
+            self.ledger.record(CallRecord(
+                role=call.role, model_group=done.group, deployment=done.deployment or done.group, model=done.model,
+                outcome="ok", tokens_in=done.prompt_tokens, tokens_out=done.completion_tokens,
+                cost_usd=0.0 if done.cache_hit else done.cost_usd, latency_ms=done.latency_s * 1000,
+                cache_hit=done.cache_hit, thread_id=call.thread_id,
+            ))
+
+    def _record_failure(self, call: _Call, group: str, exc: BaseException) -> None:
+        if self.ledger is not None:
+            self.ledger.record(CallRecord(role=call.role, model_group=group, deployment=group,
+                                          model=_deployment_model(self.groups, group), outcome="error",
+                                          error=f"{type(exc).__name__}: {_first_line(exc)}", thread_id=call.thread_id))
+
+    def _check_budget(self, messages: list[dict[str, Any]], call: _Call) -> None:
+        """Refuse a call whose worst-case cost would break a budget, before anything is sent."""
+        s = self.settings
+        if self.ledger is None or (s.budget_per_day_usd is None and (s.budget_per_thread_usd is None
+                                                                      or call.thread_id is None)):
+            return
+        estimate = self.estimate_cost(messages, call.chain, call.max_tokens)
+        checks = [("day", s.budget_per_day_usd, self.ledger.spent(day=utc_day(time.time())))]
+        if call.thread_id is not None:
+            checks.append((f"thread {call.thread_id}", s.budget_per_thread_usd,
+                           self.ledger.spent(thread_id=call.thread_id)))
+        for scope, limit, spent in checks:
+            if limit is not None and spent + estimate > limit:
+                raise BudgetExceeded(f"the {scope} budget of ${limit:.4f} would be exceeded: spent ${spent:.4f}, "
+                                     f"this {call.role} call may cost up to ${estimate:.4f}; it was not sent")
+
+    def estimate_cost(self, messages: list[dict[str, Any]], chain: list[str], max_tokens: int) -> float:
+        """Worst-case USD of a call: the dearest deployment in the chain, full ``max_tokens`` of output.
+
+        Input tokens are estimated at one per 3 characters (above any real tokenizer's count for English and JSON),
+        so the check needs no tokenizer download.
+        """
+        tokens_in = math.ceil(sum(len(str(m.get("content") or "")) for m in messages) / 3)
+        return max((tokens_in * i + max_tokens * o for g in chain for d in self.groups[g].usable_deployments
+                    for i, o in [_prices(d.params)]), default=0.0)
+
+
+def _prices(params: dict[str, Any]) -> tuple[float, float]:
+    if "input_cost_per_token" in params or "output_cost_per_token" in params:
+        return float(params.get("input_cost_per_token") or 0), float(params.get("output_cost_per_token") or 0)
+    import litellm
+
+    try:
+        info = litellm.get_model_info(str(params["model"]))
+    except Exception:  # a model LiteLLM's price map does not know costs nothing we can know
+        return 0.0, 0.0
+    return float(info.get("input_cost_per_token") or 0), float(info.get("output_cost_per_token") or 0)
+
+
+def _served_group(response: Any, default: str) -> str:
+    hidden = getattr(response, "_hidden_params", {}) or {}
+    return str((hidden.get("additional_headers") or {}).get("x-litellm-model-group") or default)
+
+
+def _deployment_model(groups: dict[str, GroupStatus], group: str) -> str:
+    deployments = groups[group].usable_deployments if group in groups else []
+    return deployments[0].model if deployments else group
+
+
+def _tool_calls(message: Any) -> tuple[ToolCall, ...]:
+    calls = []
+    for call in getattr(message, "tool_calls", None) or []:
+        raw = call.function.arguments or "{}"
+        try:
+            arguments = json.loads(raw) if isinstance(raw, str) else dict(raw)
+        except json.JSONDecodeError as exc:
+            raise InvalidModelOutput(f"tool call {call.function.name!r} has invalid JSON arguments: {exc}") from exc
+        calls.append(ToolCall(id=str(call.id), name=str(call.function.name), arguments=arguments))
+    return tuple(calls)
+
+
+def _json_text(text: str) -> str:
+    """The JSON object in a reply, without the Markdown fences some models wrap it in."""
+    stripped = text.strip()
+    if stripped.startswith("```"):
+        stripped = stripped.split("\n", 1)[1] if "\n" in stripped else ""
+        stripped = stripped.rsplit("```", 1)[0]
+    return stripped.strip()
+
+
+def _summary(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'root'}: {e['msg']}" for e in exc.errors()[:5])
+
+
+def _mapped(exc: BaseException, chain: list[str]) -> ProviderError:
+    import litellm
+
+    tried = " -> ".join(chain)
+    if isinstance(exc, litellm.RateLimitError):
+        return RateLimited(f"rate limited and no fallback answered (chain {tried}): {_first_line(exc)}")
+    return ProviderUnavailable(f"no model in the chain {tried} answered: {_first_line(exc)}")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -64,3 +64,12 @@ def install(name: str, model: ScriptedModel | FunctionModel) -> dict[str, Any]:
 
 def fake_deployment(name: str) -> dict[str, Any]:
     return {"model": f"{PROVIDER}/{name}"}
+
+
+def fake_group(group: str, name: str, model: ScriptedModel | FunctionModel, family: str = "other") -> Any:
+    """A ``GroupStatus`` for ``group`` whose one deployment is ``model``; swap it into the groups of a chat model."""
+    from mikey.router.groups import Deployment, GroupStatus
+
+    deployment = Deployment(id=f"{group}#fake", group=group, params=install(name, model), family=family,  # type: ignore[arg-type]
+                            usable=True, reason="fake", description=f"fake {name}")
+    return GroupStatus(group, [deployment], f"fake {name}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterator
 from typing import Any
 
 _REGISTERED: dict[str, Any] = {}
@@ -50,6 +51,29 @@ def text_provider_class() -> type:
 
         async def acompletion(self, *args, **kwargs):  # noqa: D102
             return await asyncio.to_thread(self.completion, *args, **kwargs)
+
+        def stream_text(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> Iterator[str]:
+            """Pieces of the reply as they are produced; by default the whole text, word by word."""
+            text, _, _ = self.generate(model, messages, params)
+            words = text.split(" ")
+            for i, word in enumerate(words):
+                yield word if i == len(words) - 1 else word + " "
+
+        def streaming(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose, encoding,
+                      api_key, logging_obj, optional_params, acompletion=None, litellm_params=None, logger_fn=None,
+                      headers=None, timeout=None, client=None):  # noqa: D102 - LiteLLM's signature
+            produced = 0
+            for piece in self.stream_text(model, messages, optional_params or {}):
+                produced += 1
+                yield {"text": piece, "is_finished": False, "finish_reason": None, "usage": None, "index": 0,
+                       "tool_use": None}
+            yield {"text": "", "is_finished": True, "finish_reason": "stop", "index": 0, "tool_use": None,
+                   "usage": {"prompt_tokens": word_count(messages), "completion_tokens": produced,
+                             "total_tokens": word_count(messages) + produced}}
+
+        async def astreaming(self, *args, **kwargs):  # noqa: D102
+            for chunk in await asyncio.to_thread(lambda: list(self.streaming(*args, **kwargs))):
+                yield chunk
 
     return TextProvider
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
 import pytest
 
@@ -19,7 +18,7 @@ from mikey.router.groups import model_groups
 def chat_with(settings, model, name: str = "writer"):
     """A chat context whose `local` group is the given fake; `offline` stays the real writer."""
     groups = model_groups(settings)
-    groups["local"] = replace(groups["local"], deployments=[fake.install(name, model)], usable=True)
+    groups["local"] = fake.fake_group("local", name, model, family="local")
     context = ChatContext(settings=settings, feed=ReplayFeed(), chat_model=RouterChatModel(settings, groups),
                           group="local")
     return context
