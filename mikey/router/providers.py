@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,9 @@ def import_litellm() -> Any:
     """Import litellm offline (bundled price map, no telemetry). Every import of litellm in MIKEY goes through here."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_TELEMETRY", "False")
+    # litellm imports provider types lazily, mid-call; pydantic warns that some of their TypedDicts use ReadOnly.
+    warnings.filterwarnings("ignore", message=r"Items? .* on TypedDict class .* using the .ReadOnly. qualifier",
+                            category=UserWarning)
     import litellm
 
     litellm.telemetry = False
