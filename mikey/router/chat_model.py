@@ -26,7 +26,7 @@ from mikey.errors import (
     RateLimited,
 )
 from mikey.router.groups import GroupStatus, model_groups, role_chain, smollm2_path
-from mikey.router.ledger import CallRecord, Ledger, ledger_callback, utc_day
+from mikey.router.ledger import CallRecord, Ledger, attach, utc_day
 from mikey.settings import Settings
 
 T = TypeVar("T", bound=BaseModel)
@@ -113,6 +113,7 @@ class RouterChatModel:
         self.groups = groups if groups is not None else model_groups(settings)
         self.ledger = ledger
         self._router: Any = None
+        self._ledger_key: str | None = None
 
     # -- set-up ---------------------------------------------------------------------------------------------------
     def check_group(self, group: str) -> GroupStatus:
@@ -145,7 +146,7 @@ class RouterChatModel:
         from mikey.router import local, offline
         from mikey.router.providers import import_litellm, register
 
-        litellm = import_litellm()
+        import_litellm()
         from litellm import Router
         from litellm.types.router import AllowedFailsPolicy, RetryPolicy
 
@@ -153,9 +154,7 @@ class RouterChatModel:
         register("mikey-offline", offline.handler())
         register("mikey-local", local.handler(smollm2_path(s), threads=s.local_threads, context=s.local_context,
                                               max_tokens=s.max_tokens))
-        if self.ledger is not None:
-            callback = ledger_callback(self.ledger)
-            litellm.callbacks = [c for c in litellm.callbacks if type(c).__name__ != "LedgerCallback"] + [callback]
+        self._ledger_key = attach(self.ledger) if self.ledger is not None else None
         model_list = [
             {"model_name": g.name, "litellm_params": dict(d.params), "model_info": {"id": d.id}}
             for g in self.groups.values() for d in g.usable_deployments
@@ -190,7 +189,7 @@ class RouterChatModel:
         """Seconds of cooldown left per deployment id (shared between processes only when Redis is configured)."""
         ids = [d.id for g in self.groups.values() for d in g.usable_deployments]
         now = time.time()
-        active = self.router.cooldown_cache.get_active_cooldowns(ids, None)
+        active = self.router.health().cooldowns.get_active_cooldowns(ids, None)
         return {ident: max(0.0, float(v["timestamp"]) + float(v["cooldown_time"]) - now) for ident, v in active}
 
     # -- calls ----------------------------------------------------------------------------------------------------
@@ -312,7 +311,8 @@ class RouterChatModel:
     def _request(self, messages: list[dict[str, Any]], call: _Call) -> dict[str, Any]:
         # LiteLLM's response cache is process-wide; each request says whether it may use it.
         return {"model": call.chain[0], "messages": messages, "fallbacks": call.chain[1:],
-                "max_tokens": call.max_tokens, "metadata": {"role": call.role, "thread_id": call.thread_id},
+                "max_tokens": call.max_tokens,
+                "metadata": {"role": call.role, "thread_id": call.thread_id, "ledger": self._ledger_key},
                 "caching": self.settings.cache_enabled, **call.extra}
 
     def _completion(self, response: Any, call: _Call, latency_s: float) -> Completion:

@@ -120,17 +120,40 @@ class Ledger:
             self._conn.close()
 
 
-def ledger_callback(ledger: Ledger) -> Any:
-    """A LiteLLM ``CustomLogger`` that records every failed deployment attempt in ``ledger``."""
-    from mikey.router.providers import import_litellm
+_LEDGERS: dict[str, Ledger] = {}
+_CALLBACK_LOCK = threading.Lock()
+_callback_installed = False
 
-    import_litellm()
+
+def attach(ledger: Ledger) -> str:
+    """Route LiteLLM's failure reports for requests tagged with the returned key to ``ledger``.
+
+    LiteLLM's callbacks are process-wide, so one callback is installed once and finds each request's ledger by the
+    ``ledger`` key in the request metadata; several chat models (and tests) can each keep their own ledger.
+    """
+    global _callback_installed
+    key = f"ledger-{id(ledger)}"
+    _LEDGERS[key] = ledger
+    with _CALLBACK_LOCK:
+        if not _callback_installed:
+            from mikey.router.providers import import_litellm
+
+            litellm = import_litellm()
+            litellm.logging_callback_manager.add_litellm_callback(_failure_callback())
+            _callback_installed = True
+    return key
+
+
+def _failure_callback() -> Any:
     from litellm.integrations.custom_logger import CustomLogger
 
     class LedgerCallback(CustomLogger):
         def _failed(self, kwargs: dict[str, Any], start: Any, end: Any) -> None:
             params = kwargs.get("litellm_params") or {}
             meta = params.get("metadata") or {}
+            ledger = _LEDGERS.get(str(meta.get("ledger")))
+            if ledger is None:
+                return
             info = params.get("model_info") or meta.get("model_info") or {}
             error = kwargs.get("exception")
             ledger.record(CallRecord(
