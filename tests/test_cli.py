@@ -146,3 +146,20 @@ def test_models_shows_configured_key_as_usable() -> None:
     line = next(line for line in done.stdout.splitlines() if " gpt-4 " in line)
     assert "yes" in line and "sk-test" not in done.stdout
     json.dumps(line)  # the table is plain text
+
+
+def test_usage_reports_the_ledger(isolated_env) -> None:
+    env = {"MIKEY_MEMORY_ENABLED": "false", "MIKEY_DEFAULT_MODEL": "offline", "MIKEY_HOME": str(isolated_env)}
+    assert run_mikey("usage", env=env).stderr.startswith("error: no model calls recorded yet")
+    assert run_mikey("chat", "How is SOL doing?", env=env).returncode == 0
+    done = run_mikey("usage", env=env)
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if " offline " in line)
+    assert " analyze " in row and " 1 " in row
+    assert "total cost: $0.000000 over 1 calls" in done.stdout
+
+
+def test_models_live_shows_cooldown_column() -> None:
+    done = run_mikey("models", "--live")
+    assert done.returncode == 0, done.stderr
+    assert "cooldown" in done.stdout

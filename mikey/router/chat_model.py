@@ -174,16 +174,18 @@ class RouterChatModel:
             InternalServerErrorAllowedFails=fails, BadRequestErrorAllowedFails=1000,
             ContentPolicyViolationErrorAllowedFails=1000,
         )
-        cache_kwargs: dict[str, Any] = {"redis_url": s.redis_url} if s.redis_url else {}  # shared cooldowns
+        extra: dict[str, Any] = {"redis_url": s.redis_url} if s.redis_url else {}  # shared cooldowns
         if s.cache_enabled:
-            cache_kwargs["cache_responses"] = True
-            cache_kwargs["cache_kwargs"] = (
+            extra["cache_responses"] = True
+            extra["cache_kwargs"] = (
                 {"type": "redis", "url": s.redis_url, "ttl": s.cache_ttl_seconds} if s.redis_url
                 else {"type": "local", "ttl": s.cache_ttl_seconds}
             )
+        if s.cooldown_seconds == 0:  # LiteLLM reads a zero cooldown time as "use the default"
+            extra["disable_cooldowns"] = True
         return Router(model_list=model_list, num_retries=retries, retry_policy=retry_policy,
                       allowed_fails_policy=allowed_fails_policy, cooldown_time=s.cooldown_seconds,
-                      timeout=s.request_timeout, stream_timeout=s.first_token_timeout, **cache_kwargs)
+                      timeout=s.request_timeout, stream_timeout=s.first_token_timeout, **extra)
 
     def cooldowns(self) -> dict[str, float]:
         """Seconds of cooldown left per deployment id (shared between processes only when Redis is configured)."""
