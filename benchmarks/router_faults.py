@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import socket
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-from mikey.router.chat_model import RouterChatModel  # noqa: E402
-from mikey.router.fake_server import Fault, FakeProviderServer, Reply  # noqa: E402
-from mikey.router.providers import import_litellm  # noqa: E402
-from mikey.settings import Settings  # noqa: E402
+from mikey.router.chat_model import RouterChatModel
+from mikey.router.fake_server import FakeProviderServer, Fault, Reply
+from mikey.router.providers import import_litellm
+from mikey.settings import Settings
 
 MESSAGES = [{"role": "user", "content": "How is SOL doing?"}]
 
