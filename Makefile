@@ -42,6 +42,7 @@ lint: dev
 
 bench: install
 	$(PY) benchmarks/cli_startup.py
+	$(PY) benchmarks/router_faults.py
 
 lock: install dev
 	{ head -n 2 $(LOCK); $(PIP) freeze --exclude-editable | grep -v '^-e'; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
