@@ -11,7 +11,7 @@ LOCK := requirements.lock
 # llama-cpp-python builds from source; the multimodal part is not needed and takes long to compile.
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 
-.PHONY: install dev chat test lint lock bench clean
+.PHONY: install dev chat test lint lock bench clean system-deps
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,13 @@ dev: $(VENV)/.dev-installed
 chat: install
 	$(VENV)/bin/mikey chat
 
-test: dev
+# Servers the tests start on 127.0.0.1 (Redis for the shared response cache and cooldowns), from Debian's packages.
+system-deps:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q redis-server; \
+	  else echo "redis-server is missing: sudo apt-get install redis-server" >&2; exit 1; fi; }
+
+test: dev system-deps
 	$(PY) -m pytest
 
 lint: dev

@@ -25,7 +25,7 @@ from mikey.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from mikey.router.groups import GroupStatus, model_groups, role_chain, smollm2_path
+from mikey.router.groups import Deployment, GroupStatus, model_groups, role_chain, smollm2_path
 from mikey.router.ledger import CallRecord, Ledger, attach, utc_day
 from mikey.settings import Settings
 
@@ -146,7 +146,7 @@ class RouterChatModel:
         from mikey.router import local, offline
         from mikey.router.providers import import_litellm, register
 
-        import_litellm()
+        litellm = import_litellm()
         from litellm import Router
         from litellm.types.router import AllowedFailsPolicy, RetryPolicy
 
@@ -156,7 +156,7 @@ class RouterChatModel:
                                               max_tokens=s.max_tokens))
         self._ledger_key = attach(self.ledger) if self.ledger is not None else None
         model_list = [
-            {"model_name": g.name, "litellm_params": dict(d.params), "model_info": {"id": d.id}}
+            {"model_name": g.name, "litellm_params": _litellm_params(d), "model_info": {"id": d.id}}
             for g in self.groups.values() for d in g.usable_deployments
         ]
         retries = s.num_retries
@@ -176,11 +176,11 @@ class RouterChatModel:
         )
         extra: dict[str, Any] = {"redis_url": s.redis_url} if s.redis_url else {}  # shared cooldowns
         if s.cache_enabled:
-            extra["cache_responses"] = True
-            extra["cache_kwargs"] = (
-                {"type": "redis", "url": s.redis_url, "ttl": s.cache_ttl_seconds} if s.redis_url
-                else {"type": "local", "ttl": s.cache_ttl_seconds}
-            )
+            # LiteLLM's response cache is one per process (litellm.cache); requests opt in with caching=True.
+            from litellm.caching.caching import Cache
+
+            litellm.cache = (Cache(type="redis", url=s.redis_url, ttl=s.cache_ttl_seconds) if s.redis_url
+                             else Cache(type="local", ttl=s.cache_ttl_seconds))
         if s.cooldown_seconds == 0:  # LiteLLM reads a zero cooldown time as "use the default"
             extra["disable_cooldowns"] = True
         return Router(model_list=model_list, num_retries=retries, retry_policy=retry_policy,
@@ -378,6 +378,16 @@ class RouterChatModel:
         tokens_in = math.ceil(sum(len(str(m.get("content") or "")) for m in messages) / 3)
         return max((tokens_in * i + max_tokens * o for g in chain for d in self.groups[g].usable_deployments
                     for i, o in [_prices(d.params)]), default=0.0)
+
+
+def _litellm_params(deployment: Deployment) -> dict[str, Any]:
+    """The deployment's params, with total and connect timeouts as one ``httpx.Timeout`` for HTTP providers."""
+    params = dict(deployment.params)
+    if deployment.connect_timeout is not None and isinstance(params.get("timeout"), int | float):
+        import httpx
+
+        params["timeout"] = httpx.Timeout(float(params["timeout"]), connect=deployment.connect_timeout)
+    return params
 
 
 def _prices(params: dict[str, Any]) -> tuple[float, float]:

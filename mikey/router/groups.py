@@ -37,6 +37,7 @@ class Deployment:
     usable: bool
     reason: str
     description: str = ""
+    connect_timeout: float | None = None
 
     @property
     def model(self) -> str:
@@ -125,7 +126,8 @@ def _deployment(n: int, spec: DeploymentSpec, settings: Settings, environ: Mappi
     elif spec.api_base:
         key = "not-needed"  # OpenAI-compatible local servers ignore the key, but the client wants one
     where = f"server at {spec.api_base}" if spec.api_base else "key set"
-    return Deployment(ident, spec.group, _params(spec, settings, key), family, True, where, spec.model)
+    return Deployment(ident, spec.group, _params(spec, settings, key), family, True, where, spec.model,
+                      spec.connect_timeout or settings.connect_timeout)
 
 
 def _inprocess_local(ident: str, settings: Settings) -> Deployment:

@@ -178,3 +178,16 @@ def test_unusable_or_unknown_group_is_a_config_error(settings) -> None:
         cm.complete(MESSAGES, role="analyze", group="claude")
     with pytest.raises(ConfigError, match="unknown model group 'gpt-5'"):
         cm.chain("analyze", "gpt-5")
+
+
+def test_http_deployments_get_total_and_connect_timeouts(settings) -> None:
+    """Connect and total timeouts reach LiteLLM as one httpx.Timeout (first-token timeout as stream_timeout)."""
+    import httpx
+
+    from mikey.router.chat_model import _litellm_params
+
+    s = type(settings)(**{**settings.model_dump(), "openai_api_key": "k", "request_timeout": 9, "connect_timeout": 2,
+                          "first_token_timeout": 4})
+    params = _litellm_params(model_groups(s)["gpt-4"].deployments[0])
+    assert params["timeout"] == httpx.Timeout(9.0, connect=2.0)
+    assert params["stream_timeout"] == 4.0
