@@ -1,16 +1,16 @@
 """Fake LLM provider servers on 127.0.0.1 that speak the real OpenAI, Anthropic and Gemini wire formats.
 
-``router/fake.py`` plugs a scripted model in *behind* LiteLLM's provider layer, so LiteLLM's HTTP clients, SSE
-parsers and error mapping never run. This module fakes the provider *in front of* that layer instead: LiteLLM is
-pointed at :attr:`FakeProviderServer.api_base` and does exactly what it does against the real API, so tests and
-benchmarks see its real retries, timeouts, exception classes and stream assembly under scripted faults.
+``router/fake.py`` sits *behind* LiteLLM's provider layer, so LiteLLM's HTTP clients, SSE parsers and error mapping
+never run. These servers sit *in front of* it: given :attr:`FakeProviderServer.api_base`, LiteLLM does exactly what it
+does against the real API, so tests and benchmarks see its real retries, timeouts, exception classes and stream
+assembly under scripted faults. Each request consumes one scripted :class:`Reply` or :class:`Fault`, in order, then
+:attr:`FakeProviderServer.default` answers. aiohttp runs on its own loop in a daemon thread, so sync and async
+callers alike can use it. Paths served, as LiteLLM builds them from ``api_base``:
 
-Each request consumes one scripted behaviour (a :class:`Reply` or a :class:`Fault`), in order; when the queue is
-empty :attr:`FakeProviderServer.default` answers. The server runs aiohttp on its own event loop in a daemon thread,
-so synchronous tests, ``litellm.acompletion`` and benchmarks can all use it. Paths served (``{api_base}`` is what
-LiteLLM is given): OpenAI ``POST /v1/chat/completions`` (api_base ``/v1``); Anthropic ``POST /v1/messages`` (LiteLLM
-appends ``/v1/messages`` to the bare host); Gemini ``POST /v1beta/models/{model}:generateContent`` and
-``:streamGenerateContent?alt=sse`` (LiteLLM appends ``/models/{model}:{action}`` to api_base ``/v1beta``).
+- openai: ``POST /v1/chat/completions`` (api_base ``http://127.0.0.1:PORT/v1``; the OpenAI SDK appends the route);
+- anthropic: ``POST /v1/messages`` (api_base is the bare host; LiteLLM appends ``/v1/messages``);
+- gemini: ``POST /v1beta/models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse`` (api_base ends in
+  ``/v1beta``; LiteLLM appends ``/models/{model}:{action}`` and sends the key as ``x-goog-api-key``).
 """
 
 from __future__ import annotations
@@ -22,33 +22,30 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
 
 Flavour = Literal["openai", "anthropic", "gemini"]
-FaultKind = Literal["status", "hang", "malformed_json", "cut_stream"]
+SseEvent = tuple[str | None, Any]  # (SSE event name or None, JSON payload or a raw data string)
 
 
 @dataclass(frozen=True)
 class ToolCall:
-    """A function call the fake model makes; ``arguments`` are sent JSON-encoded (OpenAI) or as an object."""
+    """A function call the fake model makes; ``id`` is generated in the provider's style when None."""
 
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
-    id: str | None = None  # generated in each provider's style when None
+    id: str | None = None
 
 
 @dataclass(frozen=True)
 class Reply:
-    """A successful answer. Token counts default to word counts, which is close enough for cost and ledger tests.
-
-    ``delay`` is waited before the response, or, when streaming, after the headers and before the first chunk (the
-    time-to-first-token a benchmark measures); ``chunk_delay`` is waited between chunks. ``chunk_words`` is how many
-    whitespace-separated words each streamed text chunk carries.
-    """
+    """A successful answer; token counts default to word counts, close enough for cost and ledger tests. ``delay``
+    comes before the JSON response, or after the SSE headers (time to first token); ``chunk_delay`` between chunks,
+    each carrying ``chunk_words`` words."""
 
     text: str = ""
     tool_calls: Sequence[ToolCall] = ()
@@ -59,13 +56,11 @@ class Reply:
     chunk_words: int = 1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "tool_calls", tuple(self.tool_calls))
-        if self.chunk_words < 1:
-            raise ValueError("chunk_words must be at least 1")
+        object.__setattr__(self, "tool_calls", tuple(self.tool_calls))  # a queued reply never shares a list
 
     def usage(self, body: Any) -> tuple[int, int]:
         """(prompt, completion) tokens: the scripted counts, else words in the request's messages and in this reply."""
-        prompt = self.prompt_tokens if self.prompt_tokens is not None else _content_words(body)
+        prompt = self.prompt_tokens if self.prompt_tokens is not None else _text_words(body)
         completion = self.completion_tokens
         if completion is None:
             completion = len(self.text.split()) + sum(len(json.dumps(c.arguments).split()) for c in self.tool_calls)
@@ -74,10 +69,10 @@ class Reply:
 
 @dataclass(frozen=True)
 class Fault:
-    """A failure, built with the class methods. ``cut_stream`` and ``malformed_json`` replay ``reply`` (default:
-    the server's ``default``) up to the point of failure."""
+    """A failure; build one with the class methods. ``cut_stream`` and ``malformed_json`` corrupt ``reply`` (the
+    server's ``default`` when None), so what arrives before the failure is realistic."""
 
-    kind: FaultKind
+    kind: Literal["status", "hang", "malformed_json", "cut_stream"]
     code: int = 200
     message: str = ""
     retry_after: float | None = None
@@ -86,31 +81,28 @@ class Fault:
 
     @classmethod
     def status(cls, code: int, message: str | None = None) -> Fault:
-        """An HTTP error with the provider's own error body (401, 500, 503, 529...)."""
+        """An HTTP error carrying the provider's own error body (400, 401, 500, 503, Anthropic's 529...)."""
         return cls("status", code=code, message=message or f"fake provider error {code}")
 
     @classmethod
     def rate_limited(cls, retry_after: float = 1, message: str = "Rate limit reached (fake)") -> Fault:
-        """A 429 with a ``Retry-After`` header, as every provider's rate limiter sends it."""
+        """A 429 with a ``Retry-After`` header (seconds), which routers use to time their next attempt."""
         return cls("status", code=429, message=message, retry_after=retry_after)
 
     @classmethod
     def hang(cls) -> Fault:
-        """Accept the request and never answer; released (connection dropped) when the server stops."""
+        """Accept the request and never answer; the connection is dropped when the server stops."""
         return cls("hang")
 
     @classmethod
-    def malformed_json(cls) -> Fault:
-        """A 200 whose body (or first SSE event) is truncated JSON, as a broken gateway might send."""
-        return cls("malformed_json")
+    def malformed_json(cls, reply: Reply | None = None) -> Fault:
+        """A 200 whose JSON body is cut short; when streaming, the middle event's JSON is cut short instead."""
+        return cls("malformed_json", reply=reply)
 
     @classmethod
     def cut_stream(cls, after_chunks: int = 1, reply: Reply | None = None) -> Fault:
-        """Send ``after_chunks`` valid SSE events, then drop the connection without the terminating event.
-
-        The terminator (``[DONE]``, ``message_stop``, Gemini's chunk with ``finishReason``) is never sent, however
-        large ``after_chunks`` is. On a non-streaming request, half the JSON body is sent before the drop.
-        """
+        """Send ``after_chunks`` valid SSE events, then abort the connection; the terminator (``[DONE]``,
+        ``message_stop``, Gemini's ``finishReason`` chunk) is never sent. Non-streaming: half the body, then abort."""
         return cls("cut_stream", after_chunks=after_chunks, reply=reply)
 
 
@@ -119,127 +111,110 @@ Behaviour = Reply | Fault
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request as the provider saw it: what LiteLLM sent, for asserting model names, messages and auth."""
+    """One request as the provider saw it, to assert model names, translated messages and auth headers."""
 
-    method: str
     path: str
     query: dict[str, str]
-    headers: dict[str, str]  # lower-cased names
-    body: Any  # parsed JSON, or None when the body was not JSON
+    headers: dict[str, str]  # names lower-cased
+    body: Any  # parsed JSON; None when the body was not JSON
     time: float  # time.monotonic() on arrival
 
 
-def _content_words(node: Any, counting: bool = False) -> int:
-    """Words in message text only (``content``/``text``/``system`` values), not roles, model names or schemas."""
+def _text_words(node: Any, is_text: bool = False) -> int:
+    """Words in message text (values of ``content``/``text``/``system`` keys), not in roles, types or schemas."""
     if isinstance(node, str):
-        return len(node.split()) if counting else 0
+        return len(node.split()) if is_text else 0
     if isinstance(node, dict):
-        return sum(_content_words(v, counting or k in ("content", "text", "system")) for k, v in node.items()
-                   if k in ("messages", "contents", "parts", "content", "text", "system", "systemInstruction")
-                   or counting)
+        return sum(_text_words(v, k in ("content", "text", "system")) for k, v in node.items())
     if isinstance(node, list):
-        return sum(_content_words(v, counting) for v in node)
+        return sum(_text_words(v, is_text) for v in node)
     return 0
 
 
 def _text_pieces(text: str, words: int) -> list[str]:
-    """Split ``text`` into chunks of ``words`` words whose concatenation is exactly ``text``."""
-    tokens = re.findall(r"\s*\S+|\s+$", text)
-    return ["".join(tokens[i:i + words]) for i in range(0, len(tokens), words)]
+    """``text`` in chunks of ``words`` words (leading spaces kept, as tokenizers do); they join back to ``text``."""
+    tokens, step = re.findall(r"\s*\S+|\s+$", text), max(words, 1)
+    return ["".join(tokens[i:i + step]) for i in range(0, len(tokens), step)]
 
 
 def _json_pieces(value: dict[str, Any], size: int = 12) -> list[str]:
-    """Tool arguments streamed in fragments, so the client's accumulator is exercised."""
+    """Tool arguments as JSON fragments, as providers stream them, so the client's accumulator is exercised."""
     raw = json.dumps(value)
     return [raw[i:i + size] for i in range(0, len(raw), size)]
 
 
-SseEvent = tuple[str | None, Any]  # (SSE event name, JSON payload or raw data string)
-
-
 class _Wire:
-    """One provider's wire format: success bodies, SSE event lists and error bodies."""
+    """What the three wire formats share. Each subclass adds ``response`` (the JSON body), ``events`` (the whole SSE
+    stream, whose last event is the terminator that ``cut_stream`` never sends) and ``error`` (the error body)."""
 
-    path: str
+    route: str
     api_base_suffix: str
     eol = "\n"
 
     def __init__(self) -> None:
         self._ids = itertools.count(1)
 
-    def next_id(self, prefix: str) -> str:
+    def new_id(self, prefix: str) -> str:
         return f"{prefix}{next(self._ids):06d}fake"
 
-    def is_stream(self, request: web.Request, body: Any) -> bool:
-        return bool(isinstance(body, dict) and body.get("stream"))
-
-    def model(self, request: web.Request, body: Any) -> str:
-        return str(body.get("model", "")) if isinstance(body, dict) else ""
-
-    def response(self, reply: Reply, model: str, body: Any) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def events(self, reply: Reply, model: str, body: Any) -> list[SseEvent]:
-        """The whole stream; its last element is the terminator that ``cut_stream`` never sends."""
-        raise NotImplementedError
+    @staticmethod
+    def is_stream(request: web.Request, body: Any) -> bool:
+        # Gemini streams by path (LiteLLM always adds alt=sse; without it real Gemini streams a JSON array instead).
+        return request.match_info.get("action") == "streamGenerateContent" or (
+            isinstance(body, dict) and body.get("stream") is True)
 
     def encode(self, event: SseEvent, truncate: bool = False) -> bytes:
-        """One SSE event; ``truncate`` cuts its JSON in half, which is how ``malformed_json`` streams."""
         name, data = event
         payload = data if isinstance(data, str) else json.dumps(data)
         payload = payload[: len(payload) // 2] if truncate else payload
         head = f"event: {name}{self.eol}" if name else ""
         return f"{head}data: {payload}{self.eol}{self.eol}".encode()
 
-    def error(self, code: int, message: str) -> dict[str, Any]:
-        raise NotImplementedError
-
 
 class _OpenAI(_Wire):
-    path = "/v1/chat/completions"
+    route = "/v1/chat/completions"
     api_base_suffix = "/v1"
     _ERRORS = {400: ("invalid_request_error", None), 401: ("invalid_request_error", "invalid_api_key"),
-               403: ("permission_error", None), 404: ("invalid_request_error", "model_not_found"),
-               429: ("requests", "rate_limit_exceeded")}
+               404: ("invalid_request_error", "model_not_found"), 429: ("requests", "rate_limit_exceeded")}
 
-    def _tool_calls(self, reply: Reply) -> list[dict[str, Any]]:
-        return [{"id": c.id or self.next_id("call_"), "type": "function",
+    def _calls(self, reply: Reply) -> list[dict[str, Any]]:
+        return [{"id": c.id or self.new_id("call_"), "type": "function",
                  "function": {"name": c.name, "arguments": json.dumps(c.arguments)}} for c in reply.tool_calls]
 
-    def response(self, reply: Reply, model: str, body: Any) -> dict[str, Any]:
+    def _head(self, obj: str, model: str) -> dict[str, Any]:
+        return {"id": self.new_id("chatcmpl-"), "object": obj, "created": int(time.time()), "model": model,
+                "system_fingerprint": "fp_fake"}
+
+    @staticmethod
+    def _usage(reply: Reply, body: Any) -> dict[str, int]:
         prompt, completion = reply.usage(body)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def response(self, reply: Reply, model: str, body: Any) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": reply.text or None, "refusal": None}
         if reply.tool_calls:
-            message["tool_calls"] = self._tool_calls(reply)
-        return {"id": self.next_id("chatcmpl-"), "object": "chat.completion", "created": int(time.time()),
-                "model": model, "system_fingerprint": "fp_fake",
-                "choices": [{"index": 0, "message": message, "logprobs": None,
-                             "finish_reason": "tool_calls" if reply.tool_calls else "stop"}],
-                "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                          "total_tokens": prompt + completion}}
+            message["tool_calls"] = self._calls(reply)
+        choice = {"index": 0, "message": message, "logprobs": None,
+                  "finish_reason": "tool_calls" if reply.tool_calls else "stop"}
+        return {**self._head("chat.completion", model), "choices": [choice], "usage": self._usage(reply, body)}
 
     def events(self, reply: Reply, model: str, body: Any) -> list[SseEvent]:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        base = {"id": self.next_id("chatcmpl-"), "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": model, "system_fingerprint": "fp_fake"}
-        extra = {"usage": None} if include_usage else {}
+        head = {**self._head("chat.completion.chunk", model), **({"usage": None} if include_usage else {})}
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> SseEvent:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-            return None, {**base, "choices": [choice], **extra}
+            return None, {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
         out = [chunk({"role": "assistant", "content": "", "refusal": None})]
         out += [chunk({"content": piece}) for piece in _text_pieces(reply.text, reply.chunk_words)]
-        for index, call in enumerate(self._tool_calls(reply)):
-            head = {**call, "function": {"name": call["function"]["name"], "arguments": ""}}
-            out.append(chunk({"tool_calls": [{"index": index, **head}]}))
+        for index, (call, spec) in enumerate(zip(self._calls(reply), reply.tool_calls, strict=True)):
+            out.append(chunk({"tool_calls": [{"index": index, **call, "function": {"name": spec.name,
+                                                                                  "arguments": ""}}]}))
             out += [chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
-                    for piece in _json_pieces(reply.tool_calls[index].arguments)]
+                    for piece in _json_pieces(spec.arguments)]
         out.append(chunk({}, "tool_calls" if reply.tool_calls else "stop"))
         if include_usage:
-            prompt, completion = reply.usage(body)
-            usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-            out.append((None, {**base, "choices": [], "usage": usage}))
+            out.append((None, {**head, "choices": [], "usage": self._usage(reply, body)}))
         return [*out, (None, "[DONE]")]
 
     def error(self, code: int, message: str) -> dict[str, Any]:
@@ -248,31 +223,30 @@ class _OpenAI(_Wire):
 
 
 class _Anthropic(_Wire):
-    path = "/v1/messages"
+    route = "/v1/messages"
     api_base_suffix = ""
     _ERRORS = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}
 
     def _blocks(self, reply: Reply) -> list[dict[str, Any]]:
-        blocks: list[dict[str, Any]] = [{"type": "text", "text": reply.text}] if reply.text else []
-        return blocks + [{"type": "tool_use", "id": c.id or self.next_id("toolu_"), "name": c.name,
-                          "input": c.arguments} for c in reply.tool_calls]
+        text: list[dict[str, Any]] = [{"type": "text", "text": reply.text}] if reply.text else []
+        return text + [{"type": "tool_use", "id": c.id or self.new_id("toolu_"), "name": c.name, "input": c.arguments}
+                       for c in reply.tool_calls]
 
-    def _message(self, reply: Reply, model: str, content: list[dict[str, Any]], stop: str | None,
-                 usage: dict[str, int]) -> dict[str, Any]:
-        return {"id": self.next_id("msg_"), "type": "message", "role": "assistant", "model": model,
-                "content": content, "stop_reason": stop, "stop_sequence": None, "usage": usage}
+    def _message(self, model: str, content: list[dict[str, Any]], stop: str | None, usage: dict[str, int]) -> dict:
+        return {"id": self.new_id("msg_"), "type": "message", "role": "assistant", "model": model, "content": content,
+                "stop_reason": stop, "stop_sequence": None, "usage": usage}
 
     def response(self, reply: Reply, model: str, body: Any) -> dict[str, Any]:
         prompt, completion = reply.usage(body)
-        stop = "tool_use" if reply.tool_calls else "end_turn"
-        return self._message(reply, model, self._blocks(reply), stop,
+        return self._message(model, self._blocks(reply), "tool_use" if reply.tool_calls else "end_turn",
                              {"input_tokens": prompt, "output_tokens": completion})
 
     def events(self, reply: Reply, model: str, body: Any) -> list[SseEvent]:
         prompt, completion = reply.usage(body)
-        start = self._message(reply, model, [], None, {"input_tokens": prompt, "output_tokens": 1})
-        out = [("message_start", {"type": "message_start", "message": start}), ("ping", {"type": "ping"})]
+        start = self._message(model, [], None, {"input_tokens": prompt, "output_tokens": 1})
+        out: list[SseEvent] = [("message_start", {"type": "message_start", "message": start}),
+                               ("ping", {"type": "ping"})]
         for index, block in enumerate(self._blocks(reply)):
             if block["type"] == "text":
                 opening = {**block, "text": ""}
@@ -285,9 +259,8 @@ class _Anthropic(_Wire):
             out += [("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
                     for d in deltas]
             out.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
-        stop = "tool_use" if reply.tool_calls else "end_turn"
-        out.append(("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
-                                       "usage": {"output_tokens": completion}}))
+        delta = {"stop_reason": "tool_use" if reply.tool_calls else "end_turn", "stop_sequence": None}
+        out.append(("message_delta", {"type": "message_delta", "delta": delta, "usage": {"output_tokens": completion}}))
         return [*out, ("message_stop", {"type": "message_stop"})]
 
     def error(self, code: int, message: str) -> dict[str, Any]:
@@ -295,74 +268,65 @@ class _Anthropic(_Wire):
 
 
 class _Gemini(_Wire):
-    path = r"/v1beta/models/{model:[^/:]+}:{action:generateContent|streamGenerateContent}"
+    route = r"/v1beta/models/{model:[^/:]+}:{action:generateContent|streamGenerateContent}"
     api_base_suffix = "/v1beta"
-    eol = "\r\n"  # Google frames SSE with CRLF
+    eol = "\r\n"  # Google frames its SSE with CRLF
     _STATUSES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-                 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+                 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 
-    def is_stream(self, request: web.Request, body: Any) -> bool:
-        # Real Gemini answers a JSON array without ``alt=sse``; LiteLLM always asks for SSE, so only SSE is served.
-        return request.match_info["action"] == "streamGenerateContent"
-
-    def model(self, request: web.Request, body: Any) -> str:
-        return request.match_info["model"]
-
-    def _chunk(self, parts: list[dict[str, Any]], model: str, response_id: str, finish: str | None = None,
-               usage: dict[str, int] | None = None) -> dict[str, Any]:
+    def _chunk(self, parts: list[dict[str, Any]], model: str, response_id: str, last: bool, reply: Reply,
+               body: Any) -> dict[str, Any]:
         candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
-        if finish:
-            candidate["finishReason"] = finish
         out: dict[str, Any] = {"candidates": [candidate], "modelVersion": model, "responseId": response_id}
-        return {**out, "usageMetadata": usage} if usage else out
+        if last:
+            prompt, completion = reply.usage(body)
+            candidate["finishReason"] = "STOP"  # Gemini says STOP after function calls too
+            out["usageMetadata"] = {"promptTokenCount": prompt, "candidatesTokenCount": completion,
+                                    "totalTokenCount": prompt + completion}
+        return out
 
-    def _usage(self, reply: Reply, body: Any) -> dict[str, int]:
-        prompt, completion = reply.usage(body)
-        return {"promptTokenCount": prompt, "candidatesTokenCount": completion, "totalTokenCount": prompt + completion}
-
-    def _calls(self, reply: Reply) -> list[dict[str, Any]]:
-        return [{"functionCall": {"name": c.name, "args": c.arguments}} for c in reply.tool_calls]
+    def _parts(self, reply: Reply, words: int | None) -> list[dict[str, Any]]:
+        texts = [reply.text] if words is None else _text_pieces(reply.text, words)
+        return [{"text": t} for t in texts if t] + [{"functionCall": {"name": c.name, "args": c.arguments}}
+                                                    for c in reply.tool_calls]
 
     def response(self, reply: Reply, model: str, body: Any) -> dict[str, Any]:
-        parts = ([{"text": reply.text}] if reply.text else []) + self._calls(reply)
-        return self._chunk(parts, model, self.next_id("resp-"), "STOP", self._usage(reply, body))
+        return self._chunk(self._parts(reply, None), model, self.new_id("resp-"), True, reply, body)
 
     def events(self, reply: Reply, model: str, body: Any) -> list[SseEvent]:
-        response_id = self.next_id("resp-")
-        parts = [[{"text": p}] for p in _text_pieces(reply.text, reply.chunk_words)] + [[c] for c in self._calls(reply)]
-        last = parts.pop() if parts else [{"text": ""}]
-        out = [self._chunk(p, model, response_id) for p in parts]
-        out.append(self._chunk(last, model, response_id, "STOP", self._usage(reply, body)))
-        return [(None, c) for c in out]
+        response_id, parts = self.new_id("resp-"), self._parts(reply, reply.chunk_words) or [{"text": ""}]
+        return [(None, self._chunk([part], model, response_id, i == len(parts) - 1, reply, body))
+                for i, part in enumerate(parts)]
 
     def error(self, code: int, message: str) -> dict[str, Any]:
         return {"error": {"code": code, "message": message, "status": self._STATUSES.get(code, "INTERNAL")}}
 
 
-_WIRES: dict[Flavour, type[_Wire]] = {"openai": _OpenAI, "anthropic": _Anthropic, "gemini": _Gemini}
+_WIRES: dict[Flavour, type[_OpenAI | _Anthropic | _Gemini]] = {
+    "openai": _OpenAI, "anthropic": _Anthropic, "gemini": _Gemini}
 
 
 class FakeProviderServer:
     """One fake provider on 127.0.0.1. Script it with :meth:`push`; read what it received in :attr:`requests`.
 
-    Use as a context manager, or call :meth:`start` and :meth:`stop`; :meth:`stop` also releases hung requests.
+    Use it as a context manager, or call :meth:`start` and :meth:`stop`; :meth:`stop` also releases hung requests.
     """
 
     def __init__(self, flavour: Flavour, default: Behaviour | None = None) -> None:
         self.flavour: Flavour = flavour
         self.default: Behaviour = default or Reply("ok")
         self.requests: list[RecordedRequest] = []
+        self.port = 0
         self._wire = _WIRES[flavour]()
         self._script: deque[Behaviour] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._stopping: asyncio.Event | None = None
-        self.port = 0
 
     @property
     def api_base(self) -> str:
-        """What to pass as LiteLLM's ``api_base`` so it requests this server's real-format path."""
+        """What to pass as LiteLLM's ``api_base`` so that it requests the path the real provider serves."""
         if not self.port:
             raise RuntimeError("FakeProviderServer is not started")
         return f"http://127.0.0.1:{self.port}{self._wire.api_base_suffix}"
@@ -378,16 +342,15 @@ class FakeProviderServer:
         self.stop()
 
     def start(self) -> FakeProviderServer:
-        """Bind an ephemeral port and serve from a daemon thread; returns self once it accepts connections."""
-        loop = asyncio.new_event_loop()
-        self._loop = loop
+        """Bind an ephemeral port and serve from a daemon thread; returns once connections are accepted."""
+        self._loop = loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=loop.run_forever, name=f"fake-{self.flavour}", daemon=True)
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._serve(), loop).result(timeout=10)
         return self
 
     def stop(self) -> None:
-        """Release hung requests, close every connection and the loop. Idempotent."""
+        """Release hung requests, close every connection, the loop and the thread. Idempotent."""
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
@@ -400,7 +363,7 @@ class FakeProviderServer:
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
         app = web.Application()
-        app.router.add_post(self._wire.path, self._handle)
+        app.router.add_post(self._wire.route, self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
@@ -411,73 +374,57 @@ class FakeProviderServer:
         self._stopping.set()
         await self._runner.cleanup()
 
-    def _record(self, request: web.Request, body: Any) -> None:
-        self.requests.append(RecordedRequest(request.method, request.path, dict(request.query),
-                                             {k.lower(): v for k, v in request.headers.items()}, body,
-                                             time.monotonic()))
-
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         try:
             body: Any = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        self._record(request, body)
+        self.requests.append(RecordedRequest(request.path, dict(request.query),
+                                             {k.lower(): v for k, v in request.headers.items()}, body,
+                                             time.monotonic()))
         behaviour = self._script.popleft() if self._script else self.default
-        stream, model = self._wire.is_stream(request, body), self._wire.model(request, body)
-        if isinstance(behaviour, Reply):
-            return await self._reply(request, behaviour, model, body, stream)
-        if behaviour.kind == "status":
+        wire, stream = self._wire, self._wire.is_stream(request, body)
+        model = request.match_info.get("model") or (str(body.get("model", "")) if isinstance(body, dict) else "")
+        if isinstance(behaviour, Fault) and behaviour.kind == "status":
             headers = {"Retry-After": f"{behaviour.retry_after:g}"} if behaviour.retry_after is not None else {}
-            return web.json_response(self._wire.error(behaviour.code, behaviour.message), status=behaviour.code,
+            return web.json_response(wire.error(behaviour.code, behaviour.message), status=behaviour.code,
                                      headers=headers)
-        if behaviour.kind == "hang":
+        if isinstance(behaviour, Fault) and behaviour.kind == "hang":
             assert self._stopping is not None
             await self._stopping.wait()
-            return await self._drop(request, web.StreamResponse())
-        reply = behaviour.reply or (self.default if isinstance(self.default, Reply) else Reply("ok"))
-        if behaviour.kind == "malformed_json":
-            if stream:  # the middle event arrives with half its JSON; the rest of the stream is intact
-                events = self._wire.events(reply, model, body)
-                broken = (len(events) - 1) // 2
-                return await self._stream(request, [self._wire.encode(e, i == broken) for i, e in enumerate(events)],
-                                          reply)
-            return web.Response(text=json.dumps(self._wire.response(reply, model, body))[:40],
-                                content_type="application/json")
+            return self._abort(request, web.StreamResponse())
+        fault = behaviour.kind if isinstance(behaviour, Fault) else None
+        fallback = self.default if isinstance(self.default, Reply) else Reply("ok")
+        reply = behaviour if isinstance(behaviour, Reply) else behaviour.reply or fallback
         if stream:
-            events = self._wire.events(reply, model, body)[:-1][:behaviour.after_chunks]
-            return await self._stream(request, [self._wire.encode(e) for e in events], reply, cut=True)
-        data = json.dumps(self._wire.response(reply, model, body)).encode()
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        response.content_length = len(data)
+            events = wire.events(reply, model, body)
+            if isinstance(behaviour, Fault) and fault == "cut_stream":
+                events = events[:-1][:behaviour.after_chunks]
+            broken = (len(events) - 1) // 2 if fault == "malformed_json" else -1
+            chunks = [wire.encode(event, i == broken) for i, event in enumerate(events)]
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        else:
+            data = json.dumps(wire.response(reply, model, body)).encode()
+            chunks = [data if fault is None else data[: len(data) // 2]]  # both faults send half the body
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            # A cut body announces its full length, so the client sees the connection drop mid-body.
+            response.content_length = len(data) if fault == "cut_stream" else len(chunks[0])
+        await asyncio.sleep(0 if stream else reply.delay)  # a JSON answer is sent whole, once it is complete
         await response.prepare(request)
-        await response.write(data[: len(data) // 2])
-        return await self._drop(request, response)
-
-    async def _reply(self, request: web.Request, reply: Reply, model: str, body: Any,
-                     stream: bool) -> web.StreamResponse:
-        if stream:
-            return await self._stream(request, [self._wire.encode(e) for e in self._wire.events(reply, model, body)],
-                                      reply)
-        await asyncio.sleep(reply.delay)
-        return web.json_response(self._wire.response(reply, model, body))
-
-    async def _stream(self, request: web.Request, events: Iterable[bytes], reply: Reply,
-                      cut: bool = False) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await response.prepare(request)
-        await asyncio.sleep(reply.delay)
-        for i, event in enumerate(events):
+        await asyncio.sleep(reply.delay if stream else 0)  # SSE headers come first: the delay is time to first token
+        for i, chunk in enumerate(chunks):
             if i and reply.chunk_delay:
                 await asyncio.sleep(reply.chunk_delay)
-            await response.write(event)
-        if cut:
-            return await self._drop(request, response)
+            await response.write(chunk)
+        if fault == "cut_stream":
+            return self._abort(request, response)
         await response.write_eof()
         return response
 
-    async def _drop(self, request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-        """Abort the TCP connection mid-response, as a crashed upstream or a killed proxy does."""
+    @staticmethod
+    def _abort(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+        """Drop the TCP connection mid-response, as a crashed upstream or a killed proxy does."""
         if request.transport is not None:
             request.transport.abort()
         return response
