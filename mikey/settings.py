@@ -122,6 +122,26 @@ class Settings(BaseSettings):
     replay_dir: Path | None = Field(None, description="Folder of <SYMBOL>-USD.daily.csv files; default: bundled.")
     as_of: date | None = Field(None, description="Replay clock: 'now' is this date's bar; default: the last bar.")
 
+    feed: Literal["replay", "pyth"] = Field("replay", description="Live prices: bundled replay, or Pyth Hermes.")
+    pyth_url: str = Field("https://hermes.pyth.network", description="Pyth Hermes base URL.")
+    pyth_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("MIKEY_PYTH_API_KEY", "PYTH_API_KEY"),
+        description="Bearer key; the public Hermes endpoint requires one since 2026-07-31.",
+    )
+    pyth_benchmarks_url: str = Field("https://benchmarks.pyth.network", description="History (TradingView shim).")
+    switchboard_url: str = Field("https://crossbar.switchboard.xyz", description="Switchboard on-demand crossbar.")
+    http_timeout: float = Field(10.0, gt=0, description="Seconds for one market-data HTTP request.")
+    max_staleness_seconds: float = Field(60.0, gt=0, description="Older prices are rejected as stale.")
+    max_conf_ratio: float = Field(0.02, gt=0, description="Reject when confidence / price exceeds this.")
+    max_ema_jump: float = Field(0.10, gt=0, description="Reject when |price - EMA| / EMA exceeds this.")
+    max_divergence: float = Field(0.02, gt=0, description="Reject when two sources differ by more than this.")
+    database_url: str | None = Field(None, description="PostgreSQL URL for market data; default: SQLite in home.")
+    news_feeds: list[str] = Field(default_factory=list, description="RSS/Atom feed URLs, as JSON.")
+    x_bearer_token: SecretStr | None = Field(None, description="X API v2 bearer token; no token, no X collector.")
+    discord_bot_token: SecretStr | None = Field(None, description="Discord bot token; no token, no collector.")
+    discord_channel_ids: list[str] = Field(default_factory=list)
+    ingest_interval_seconds: float = Field(5.0, gt=0, description="How often collectors poll.")
+
     # Memory -------------------------------------------------------------------------------------------------------
     memory_enabled: bool = Field(True, description="Store turn summaries in the vector memory.")
     chroma_url: str | None = Field(None, description="Chroma server URL; default: a PersistentClient under home.")
@@ -156,6 +176,11 @@ class Settings(BaseSettings):
     def ledger_db(self) -> Path:
         """SQLite file of the LLM call ledger (tokens, cost, latency per call)."""
         return self.home / "ledger.sqlite"
+
+    @property
+    def market_db(self) -> Path:
+        """SQLite file of stored market data (quotes, candles, news, posts), unless ``database_url`` is set."""
+        return self.home / "market.sqlite"
 
     @property
     def chroma_dir(self) -> Path:
