@@ -11,7 +11,9 @@
     ├── BudgetExceeded              a call would break a spend limit; it is not sent
     ├── DataUnavailable             no data for the request
     │   ├── UnknownSymbol           a market MIKEY does not cover
-    │   └── StalePrice
+    │   ├── StalePrice
+    │   ├── FeedError               a data source failed: HTTP error, timeout, malformed or incomplete payload
+    │   └── InvalidPrice            a price failed validation (see PriceCheck reasons)
     ├── InvalidInput                a request that cannot be served as asked (empty message, ...)
     ├── ToolError                   a tool failed while gathering facts
     ├── RiskLimitExceeded
@@ -66,6 +68,14 @@ class UnknownSymbol(DataUnavailable):
 
 class StalePrice(DataUnavailable):
     """The newest price is older than the staleness limit."""
+
+
+class FeedError(DataUnavailable):
+    """A market-data source failed: HTTP error, timeout, malformed JSON, missing fields, unknown feed id."""
+
+
+class InvalidPrice(DataUnavailable):
+    """A price was rejected by validation; the message lists the ``PriceCheck`` reasons."""
 
 
 class InvalidInput(MikeyError):
