@@ -85,3 +85,27 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield f"redis://127.0.0.1:{port}/0"
     server.terminate()
     server.wait(timeout=10)
+
+
+def close_litellm_clients(litellm: object) -> None:
+    """Close and forget the sync HTTP clients LiteLLM cached during a test.
+
+    LiteLLM keeps one client per provider and api_base for the life of the process. Left open, their sockets to a
+    stopped fake server are collected during some later test and surface as ResourceWarnings.
+    """
+    import inspect
+
+    cache = litellm.in_memory_llm_clients_cache  # type: ignore[attr-defined]
+    for client in list(cache.cache_dict.values()):
+        close = getattr(client, "close", None)
+        if callable(close) and not inspect.iscoroutinefunction(close):
+            close()
+    cache.flush_cache()
+
+
+@pytest.fixture(autouse=True)
+def litellm_clients_closed() -> Iterator[None]:
+    """After every test that used LiteLLM, close the HTTP clients it cached."""
+    yield
+    if "litellm" in sys.modules:
+        close_litellm_clients(sys.modules["litellm"])

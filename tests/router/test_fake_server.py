@@ -9,7 +9,6 @@ the three providers differently, the test says so per flavour; those differences
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import os
 import threading
@@ -29,6 +28,7 @@ from litellm.litellm_core_utils.exception_mapping_utils import _get_response_hea
 from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients  # noqa: E402
 
 from mikey.router.fake_server import FakeProviderServer, Fault, Reply, ToolCall  # noqa: E402
+from tests.conftest import close_litellm_clients  # noqa: E402
 
 litellm.suppress_debug_info = True
 
@@ -41,20 +41,6 @@ TOOLS = [{"type": "function", "function": {
     "parameters": {"type": "object", "properties": {"symbol": {"type": "string"}}, "required": ["symbol"]}}}]
 QUOTE_CALL = ToolCall("get_quote", {"symbol": "SOL"})
 HANG_TIMEOUT, HANG_MARGIN = 1.0, 1.0
-
-
-def close_litellm_clients() -> None:
-    """Close and forget the sync HTTP clients LiteLLM cached during a test.
-
-    LiteLLM keeps one client per provider and api_base for the life of the process. Left open, their sockets to a
-    stopped server are collected during some later test and surface there as a ResourceWarning, an error here.
-    """
-    cache = litellm.in_memory_llm_clients_cache
-    for client in list(cache.cache_dict.values()):
-        close = getattr(client, "close", None)
-        if callable(close) and not inspect.iscoroutinefunction(close):
-            close()
-    cache.flush_cache()
 
 
 def run_async(make: Any) -> Any:
@@ -98,7 +84,7 @@ def server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
     try:
         yield fake
     finally:
-        close_litellm_clients()
+        close_litellm_clients(litellm)
         fake.stop()
 
 
