@@ -34,11 +34,12 @@ dev: $(VENV)/.dev-installed
 chat: install
 	$(VENV)/bin/mikey chat
 
-# Servers the tests start on 127.0.0.1 (Redis for the shared response cache and cooldowns), from Debian's packages.
+# Servers the tests start on 127.0.0.1, from Debian's packages: Redis (shared cache, cooldowns, Redis Streams) and
+# PostgreSQL (market data scale-out; the tests run a throwaway cluster as the postgres user).
 system-deps:
-	@command -v redis-server >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q redis-server; \
-	  else echo "redis-server is missing: sudo apt-get install redis-server" >&2; exit 1; fi; }
+	@if ! command -v redis-server >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q redis-server postgresql; \
+	  else echo "missing servers: sudo apt-get install redis-server postgresql" >&2; exit 1; fi; fi
 
 test: dev system-deps
 	$(PY) -m pytest
@@ -49,6 +50,7 @@ lint: dev
 bench: install
 	$(PY) benchmarks/cli_startup.py
 	$(PY) benchmarks/router_faults.py
+	$(PY) benchmarks/market_store.py
 
 lock: install dev
 	{ head -n 2 $(LOCK); $(PIP) freeze --exclude-editable | grep -v '^-e'; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
