@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     )
     pyth_benchmarks_url: str = Field("https://benchmarks.pyth.network", description="History (TradingView shim).")
     switchboard_url: str = Field("https://crossbar.switchboard.xyz", description="Switchboard on-demand crossbar.")
+    switchboard_feed_hashes: dict[str, str] = Field(
+        default_factory=dict, description="Symbol -> Switchboard feed hash (JSON); none are bundled."
+    )
     http_timeout: float = Field(10.0, gt=0, description="Seconds for one market-data HTTP request.")
     max_staleness_seconds: float = Field(60.0, gt=0, description="Older prices are rejected as stale.")
     max_conf_ratio: float = Field(0.02, gt=0, description="Reject when confidence / price exceeds this.")
