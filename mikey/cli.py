@@ -31,6 +31,12 @@ app = typer.Typer(
 EXIT_WORDS = {"exit", "quit", ":q", "bye"}
 
 
+def _register_subcommands() -> None:
+    from mikey.cli_data import data_app
+
+    app.add_typer(data_app, name="data")
+
+
 def _settings(**overrides: object) -> Settings:
     from pydantic import ValidationError
 
@@ -210,6 +216,8 @@ def main() -> None:
         print(f"internal error: {type(exc).__name__}: {exc} (set MIKEY_DEBUG=1 for the traceback)", file=sys.stderr)
         sys.exit(2)
 
+
+_register_subcommands()
 
 if __name__ == "__main__":
     main()

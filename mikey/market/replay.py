@@ -6,7 +6,10 @@ clock is ever visible, so a replayed session sees the market as it was.
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import math
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
@@ -108,3 +111,26 @@ class ReplayFeed:
         prev = bars[-2].close if len(bars) > 1 else None
         return Quote(symbol=symbol, price=last.close, as_of=last.ts, prev_close=prev,
                      source=f"replay:{self._files[symbol].name}")
+
+    def replay(self, symbols: list[str], *, start: datetime | None = None) -> Iterator[Quote]:
+        """Bars as quotes in time order (ties by symbol), from ``start`` up to the clock."""
+        bars = sorted((c for s in symbols for c in self.candles(s, start=start)), key=lambda c: (c.ts, c.symbol))
+        previous: dict[str, Candle] = {}
+        for bar in bars:
+            prev = previous.get(bar.symbol)
+            previous[bar.symbol] = bar
+            yield Quote(symbol=bar.symbol, price=bar.close, as_of=bar.ts, prev_close=prev.close if prev else None,
+                        source=f"replay:{self._files[bar.symbol].name}")
+
+    async def stream(self, symbols: list[str], *, start: datetime | None = None,
+                     speed: float = math.inf) -> AsyncIterator[Quote]:
+        """``replay`` paced ``speed`` times faster than market time (86,400 replays one daily bar per second).
+
+        The default, infinite speed, replays without waiting.
+        """
+        last: datetime | None = None
+        for quote in self.replay(symbols, start=start):
+            if last is not None and quote.as_of > last and math.isfinite(speed):
+                await asyncio.sleep((quote.as_of - last).total_seconds() / speed)
+            last = quote.as_of
+            yield quote

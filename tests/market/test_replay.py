@@ -193,3 +193,22 @@ def test_non_finite_values_are_refused_with_their_line(tmp_path: Path, value: st
     path = write_csv(tmp_path, HEADER + "2024-01-01,1,2,0.5,1.5,1.5,100\n" + f"2024-01-02,1,2,0.5,{value},1.5,100\n")
     with pytest.raises(DataUnavailable, match=r"SOL-USD\.daily\.csv line 3: non-finite value"):
         read_daily_csv(path, "SOL")
+
+
+def test_stream_replays_in_time_order_at_the_asked_speed() -> None:
+    """Speed is market seconds per real second: 864,000 plays a daily bar every 0.1 s."""
+    import asyncio
+    import time
+
+    feed = ReplayFeed(as_of=date(2021, 1, 3))
+
+    async def collect(speed: float) -> tuple[list[tuple[str, Decimal]], float]:
+        started = time.perf_counter()
+        got = [(q.symbol, q.price) async for q in feed.stream(["SOL", "BTC"], speed=speed)]
+        return got, time.perf_counter() - started
+
+    fast, fast_time = asyncio.run(collect(float("inf")))
+    paced, paced_time = asyncio.run(collect(864_000))
+    assert fast == paced and [s for s, _ in fast] == ["BTC", "SOL"] * 3
+    assert fast[1] == ("SOL", Decimal("1.842084"))  # the first SOL close of the file
+    assert fast_time < 0.1 and 0.18 <= paced_time < 1.0  # two waits of 0.1 s between three days
