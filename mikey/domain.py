@@ -214,3 +214,81 @@ class Answer(BaseModel):
     model: str = Field(description="Model that wrote the words, as the router reports it.")
     grounding: GroundingReport = Field(default_factory=GroundingReport)
     notice: str | None = Field(None, description="Why the answer is not from the group asked for, if it is not.")
+
+
+class PatternFinding(BaseModel):
+    """A pattern found by code: what, how strong, and the bars it rests on."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["candlestick", "support", "resistance", "trend", "volatility", "divergence"]
+    name: str = Field(description="e.g. 'CDLENGULFING', 'support', 'uptrend', 'bearish RSI divergence'.")
+    direction: Literal["bullish", "bearish", "neutral"]
+    strength: float = Field(ge=0, le=1)
+    start: datetime = Field(description="First bar the finding rests on (UTC).")
+    end: datetime = Field(description="Last bar the finding rests on (UTC).")
+    bars: int = Field(ge=1, description="How many bars it rests on.")
+    level: float | None = Field(None, description="Price level for support/resistance.")
+
+    _utc = field_validator("start", "end")(_require_utc)
+
+
+class SentimentScore(BaseModel):
+    """Sentiment of a market (or one text): a score in [-1, 1] and what it rests on."""
+
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str | None = None
+    score: float = Field(ge=-1, le=1)
+    label: Literal["positive", "negative", "neutral"]
+    items: int = Field(ge=0, description="How many texts the score rests on.")
+    as_of: datetime | None = None
+    method: str = Field(description="Scorer, e.g. 'vader+lm+crypto' or a classifier path.")
+
+
+class SignalFactor(BaseModel):
+    """One input of a signal and how much it pushed: contribution in [-1, 1], positive = towards BUY."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    value: float | None = None
+    contribution: float = Field(ge=-1, le=1)
+    reason: str
+
+
+class Signal(BaseModel):
+    """BUY / SELL / HOLD with a strength in [0, 1] and the factors that produced it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str
+    as_of: datetime
+    action: Literal["BUY", "SELL", "HOLD"]
+    strength: float = Field(ge=0, le=1)
+    factors: list[SignalFactor]
+
+    _utc = field_validator("as_of")(_require_utc)
+
+
+class BacktestResult(BaseModel):
+    """Performance of the signal rules over history, next to buy-and-hold."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: datetime
+    end: datetime
+    bars: int
+    trades: int
+    total_return: float
+    cagr: float
+    sharpe: float
+    sortino: float
+    max_drawdown: float
+    hit_rate: float
+    exposure: float
+    buy_and_hold_return: float
+    buy_and_hold_cagr: float
+    buy_and_hold_max_drawdown: float
+    fee_bps: float
+    slippage_bps: float
