@@ -30,7 +30,7 @@ def pyth_fixture(name: str) -> Any:
     """A JSON file of ``../shared/fixtures/pyth``; the test is skipped when the shared folder is absent."""
     path = PYTH_FIXTURES / name
     if not path.is_file():
-        pytest.skip(f"shared fixture {path} is absent")
+        pytest.skip(f"shared fixture {path} is absent", allow_module_level=True)
     return json.loads(path.read_text())
 
 
