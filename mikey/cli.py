@@ -60,7 +60,7 @@ def chat(
     """Chat with MIKEY about BTC, ETH and SOL."""
     from mikey.agents.chat import build_chat_graph, open_checkpointer, run_turn, thread_history
     from mikey.agents.state import ChatContext
-    from mikey.market.replay import ReplayFeed
+    from mikey.market.feeds import open_feed
     from mikey.router.chat_model import RouterChatModel
 
     if message is not None and not message.strip():
@@ -72,7 +72,7 @@ def chat(
     chat_model = RouterChatModel(settings, ledger=Ledger(settings.ledger_db))
     group = model or settings.default_model
     chat_model.chain("analyze", group)  # a clear error now for an unknown or unusable group
-    context = ChatContext(settings=settings, feed=ReplayFeed(settings.replay_dir, settings.as_of),
+    context = ChatContext(settings=settings, feed=open_feed(settings),
                           chat_model=chat_model, group=group, memory=_memory(settings))
     thread_id = thread or uuid.uuid4().hex[:8]
     from rich.console import Console

@@ -184,3 +184,13 @@ def test_sources_that_diverge_are_rejected(settings, store) -> None:
     asyncio.run(service.run_once())
     assert (service.stats["pyth"].stored, service.stats["switchboard"].rejected) == (1, 1)
     assert any(reason.startswith("divergence") for reason in service.stats["switchboard"].rejections)
+
+
+def test_open_feed_follows_the_settings(settings) -> None:
+    from mikey.market.feeds import open_feed
+    from mikey.market.pyth import PythFeed
+
+    assert isinstance(open_feed(settings), ReplayFeed)
+    pyth = open_feed(settings.model_copy(update={"feed": "pyth"}))
+    assert isinstance(pyth, PythFeed)
+    pyth.close()
