@@ -1,8 +1,8 @@
-"""Standard indicator set with pandas-ta-classic, following TA-Lib's conventions.
+"""The standard indicator set of a chat answer (RSI, MACD, Bollinger Bands, ATR), as an ``IndicatorSnapshot``.
 
+The numbers come from ``features.compute_features`` with the standard periods, so they follow TA-Lib's conventions:
 RSI and ATR use Wilder smoothing, Bollinger Bands the population standard deviation, MACD exponential averages
-seeded with a simple mean, exactly as TA-Lib computes them (pandas-ta-classic hands these to TA-Lib when its wheel is
-installed, and the tests compare against TA-Lib's own functions). pandas is imported lazily: it is heavy.
+seeded with a simple mean (the tests compare against TA-Lib's own functions). pandas is imported lazily: it is heavy.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from mikey.analysis.features import FeatureConfig, compute_features
+from mikey.analysis.ohlcv import frame_from_candles
 from mikey.domain import Candle, IndicatorSnapshot
 from mikey.errors import DataUnavailable
 
@@ -36,20 +38,15 @@ PARAMETERS: dict[str, float] = {
 MIN_BARS = MACD_SLOW + MACD_SIGNAL - 1
 
 
-def candles_frame(candles: Sequence[Candle]) -> pd.DataFrame:
-    """OHLCV as a float64 DataFrame indexed by timestamp."""
-    import pandas as pd
+STANDARD = FeatureConfig(
+    indicators=("rsi", "macd", "bbands", "atr"), rsi_length=RSI_LENGTH, macd_fast=MACD_FAST, macd_slow=MACD_SLOW,
+    macd_signal=MACD_SIGNAL, bb_length=BB_LENGTH, bb_std=BB_STD, atr_length=ATR_LENGTH,
+)
 
-    return pd.DataFrame(
-        {
-            "open": [float(c.open) for c in candles],
-            "high": [float(c.high) for c in candles],
-            "low": [float(c.low) for c in candles],
-            "close": [float(c.close) for c in candles],
-            "volume": [float(c.volume) for c in candles],
-        },
-        index=pd.DatetimeIndex([c.ts for c in candles], name="ts"),
-    )
+
+def candles_frame(candles: Sequence[Candle]) -> pd.DataFrame:
+    """OHLCV as a float64 DataFrame indexed by timestamp (``ohlcv.frame_from_candles``)."""
+    return frame_from_candles(candles)
 
 
 def compute(frame: pd.DataFrame) -> pd.DataFrame:
@@ -57,21 +54,7 @@ def compute(frame: pd.DataFrame) -> pd.DataFrame:
 
     Rows before an indicator's warm-up are NaN, as in TA-Lib.
     """
-    ta = _pandas_ta()
-    close, high, low = frame["close"], frame["high"], frame["low"]
-    macd = ta.macd(close, fast=MACD_FAST, slow=MACD_SLOW, signal=MACD_SIGNAL, talib=True)
-    bb = ta.bbands(close, length=BB_LENGTH, std=BB_STD, ddof=0, talib=True)
-    suffix_macd = f"{MACD_FAST}_{MACD_SLOW}_{MACD_SIGNAL}"
-    out = frame[[]].copy()
-    out["rsi_14"] = ta.rsi(close, length=RSI_LENGTH, talib=True)
-    out["macd"] = macd[f"MACD_{suffix_macd}"]
-    out["macd_signal"] = macd[f"MACDs_{suffix_macd}"]
-    out["macd_hist"] = macd[f"MACDh_{suffix_macd}"]
-    out["bb_upper"] = bb[_bb_column(bb, "BBU")]
-    out["bb_middle"] = bb[_bb_column(bb, "BBM")]
-    out["bb_lower"] = bb[_bb_column(bb, "BBL")]
-    out["atr_14"] = ta.atr(high, low, close, length=ATR_LENGTH, mamode="rma", talib=True)
-    return out
+    return compute_features(frame, STANDARD)
 
 
 def _pandas_ta():
@@ -84,11 +67,6 @@ def _pandas_ta():
         import pandas_ta_classic
 
     return pandas_ta_classic
-
-
-def _bb_column(frame: pd.DataFrame, prefix: str) -> str:
-    # pandas-ta-classic names the columns e.g. BBU_20_2.0 (older releases) or BBU_20_2.0_2.0; take the one present.
-    return next(name for name in frame.columns if name.startswith(f"{prefix}_{BB_LENGTH}_"))
 
 
 def snapshot(candles: Sequence[Candle]) -> IndicatorSnapshot:
