@@ -32,9 +32,11 @@ EXIT_WORDS = {"exit", "quit", ":q", "bye"}
 
 
 def _register_subcommands() -> None:
+    from mikey.cli_analyze import analyze
     from mikey.cli_data import data_app
 
     app.add_typer(data_app, name="data")
+    app.command()(analyze)
 
 
 def _settings(**overrides: object) -> Settings:
