@@ -292,3 +292,92 @@ class BacktestResult(BaseModel):
     buy_and_hold_max_drawdown: float
     fee_bps: float
     slippage_bps: float
+
+
+class PositionInput(BaseModel):
+    """A perpetual position to assess: the request of ``mikey risk assess`` and ``POST /v1/risk/assess``.
+
+    Linear USD-margined contracts: ``size`` in base units, ``collateral`` in USD. Missing optional fields come from
+    the market (``entry_price``: the current price) and its tier table (maintenance margin).
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    market: str = Field(description="e.g. SOL, SOL-PERP, solana; must be a supported market.")
+    side: Literal["long", "short"]
+    size: float = Field(gt=0, description="Position size in base units.")
+    entry_price: float | None = Field(None, gt=0, description="Default: the current price.")
+    collateral: float = Field(gt=0, description="Margin posted, in USD.")
+    leverage: float | None = Field(None, gt=0, le=100, description="Default: notional / collateral.")
+    margin_mode: Literal["isolated", "cross"] = "isolated"
+    maintenance_margin_ratio: float | None = Field(None, gt=0, lt=1, description="Default: the market's tier.")
+    maintenance_amount: float | None = Field(None, ge=0, description="Tier maintenance amount (USD), default 0.")
+    returns: list[float] | None = Field(None, min_length=2, description="Daily simple returns instead of history.")
+
+
+class RiskCheck(BaseModel):
+    """One named pre-trade check against a limit."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    passed: bool
+    value: float | None = None
+    limit: float | None = None
+    detail: str
+
+
+class RiskFactor(BaseModel):
+    """One factor of the risk score and its contribution in points (the contributions sum to the score)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    value: float
+    points: float = Field(ge=0)
+    reason: str
+
+
+class RiskAlert(BaseModel):
+    """A threshold crossing, e.g. distance to liquidation under 10%."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    severity: Literal["info", "warning", "critical"]
+    message: str
+    value: float
+    threshold: float
+
+
+class RiskAssessment(BaseModel):
+    """The risk engine's answer: exact, explainable, and the same from the CLI, the API and the agent tool."""
+
+    market: str
+    side: Literal["long", "short"]
+    size: float
+    entry_price: float
+    notional: float
+    collateral: float
+    leverage: float
+    liquidation_price: float | None = Field(description="None when the position cannot be liquidated (fully margined).")
+    distance_to_liquidation_pct: float | None
+    margin_ratio: float = Field(description="Maintenance margin / margin balance at the entry price.")
+    var_95: float = Field(description="1-day historical VaR at 95%, fraction of notional, from the position's side.")
+    cvar_95: float
+    var_99: float
+    cvar_99: float
+    parametric_var_95: float
+    parametric_var_99: float
+    volatility_annualized: float
+    ewma_volatility_annualized: float
+    max_drawdown: float
+    risk_score: float = Field(ge=0, le=100)
+    risk_level: Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
+    factors: list[RiskFactor]
+    recommended_max_size: float
+    checks: list[RiskCheck]
+    alerts: list[RiskAlert]
+    reasons: list[str]
+    as_of: datetime
+    history_bars: int
