@@ -56,6 +56,8 @@ bench: install
 	$(PY) benchmarks/cli_startup.py
 	$(PY) benchmarks/router_faults.py
 	$(PY) benchmarks/market_store.py
+	$(PY) benchmarks/analysis_features.py
+	$(PY) benchmarks/sentiment_throughput.py
 
 lock: install dev
 	{ head -n 2 $(LOCK); $(PIP) freeze --exclude-editable | grep -v '^-e'; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
