@@ -5,8 +5,24 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mikey.domain import Candle
+
+UP, DOWN = "#1a9850", "#d73027"
+
+
+def draw_candles(ax: Any, xs: Sequence[float], bars: Sequence[tuple[float, float, float, float]]) -> float:
+    """Draw (open, high, low, close) bars at date numbers ``xs`` on ``ax``; returns the body width used.
+
+    The width follows the typical bar spacing, so gaps in the history do not make every candle wide.
+    """
+    width = statistics.median(b - a for a, b in zip(xs, xs[1:], strict=False)) * 0.7 if len(xs) > 1 else 0.5
+    for x, (o, h, lo, c) in zip(xs, bars, strict=True):
+        colour = UP if c >= o else DOWN
+        ax.vlines(x, lo, h, color=colour, linewidth=0.8)
+        ax.bar(x, abs(c - o) or (h - lo) * 0.01, width, bottom=min(o, c), color=colour, linewidth=0)
+    return width
 
 
 def candle_chart(candles: Sequence[Candle], title: str, path: str | Path) -> Path:
@@ -18,16 +34,11 @@ def candle_chart(candles: Sequence[Candle], title: str, path: str | Path) -> Pat
     import matplotlib.pyplot as plt
 
     xs = [mdates.date2num(c.ts) for c in candles]
-    # The typical bar spacing (gaps in stored history must not make every candle wide).
-    width = statistics.median(b - a for a, b in zip(xs, xs[1:], strict=False)) * 0.7 if len(xs) > 1 else 0.5
     fig, (ax, vol) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     try:
+        width = draw_candles(ax, xs, [(float(c.open), float(c.high), float(c.low), float(c.close)) for c in candles])
         for x, c in zip(xs, candles, strict=True):
-            o, h, lo, cl = float(c.open), float(c.high), float(c.low), float(c.close)
-            colour = "#1a9850" if cl >= o else "#d73027"
-            ax.vlines(x, lo, h, color=colour, linewidth=0.8)
-            ax.bar(x, abs(cl - o) or (h - lo) * 0.01, width, bottom=min(o, cl), color=colour, linewidth=0)
-            vol.bar(x, float(c.volume), width, color=colour, linewidth=0)
+            vol.bar(x, float(c.volume), width, color=UP if c.close >= c.open else DOWN, linewidth=0)
         ax.set_title(title)
         ax.set_ylabel("price (USD)")
         vol.set_ylabel("volume")

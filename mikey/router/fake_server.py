@@ -19,7 +19,6 @@ import asyncio
 import itertools
 import json
 import re
-import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -27,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
+
+from mikey.loopback import LoopbackServer
 
 Flavour = Literal["openai", "anthropic", "gemini"]
 SseEvent = tuple[str | None, Any]  # (SSE event name or None, JSON payload or a raw data string)
@@ -306,73 +307,32 @@ _WIRES: dict[Flavour, type[_OpenAI | _Anthropic | _Gemini]] = {
     "openai": _OpenAI, "anthropic": _Anthropic, "gemini": _Gemini}
 
 
-class FakeProviderServer:
+class FakeProviderServer(LoopbackServer):
     """One fake provider on 127.0.0.1. Script it with :meth:`push`; read what it received in :attr:`requests`.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`; :meth:`stop` also releases hung requests.
     """
 
     def __init__(self, flavour: Flavour, default: Behaviour | None = None) -> None:
+        super().__init__()
+        self.thread_name = f"fake-{flavour}"
         self.flavour: Flavour = flavour
         self.default: Behaviour = default or Reply("ok")
         self.requests: list[RecordedRequest] = []
-        self.port = 0
         self._wire = _WIRES[flavour]()
         self._script: deque[Behaviour] = deque()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._stopping: asyncio.Event | None = None
 
     @property
     def api_base(self) -> str:
         """What to pass as LiteLLM's ``api_base`` so that it requests the path the real provider serves."""
-        if not self.port:
-            raise RuntimeError("FakeProviderServer is not started")
-        return f"http://127.0.0.1:{self.port}{self._wire.api_base_suffix}"
+        return f"{self.url}{self._wire.api_base_suffix}"
 
     def push(self, *behaviours: Behaviour) -> None:
         """Queue behaviours; each request consumes the next one."""
         self._script.extend(behaviours)
 
-    def __enter__(self) -> FakeProviderServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> FakeProviderServer:
-        """Bind an ephemeral port and serve from a daemon thread; returns once connections are accepted."""
-        self._loop = loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=loop.run_forever, name=f"fake-{self.flavour}", daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._serve(), loop).result(timeout=10)
-        return self
-
-    def stop(self) -> None:
-        """Release hung requests, close every connection, the loop and the thread. Idempotent."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
-        self._loop = self._thread = None
-
-    async def _serve(self) -> None:
-        self._stopping = asyncio.Event()
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post(self._wire.route, self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
-
-    async def _shutdown(self) -> None:
-        assert self._stopping is not None and self._runner is not None
-        self._stopping.set()
-        await self._runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
@@ -391,8 +351,8 @@ class FakeProviderServer:
             return web.json_response(wire.error(behaviour.code, behaviour.message), status=behaviour.code,
                                      headers=headers)
         if isinstance(behaviour, Fault) and behaviour.kind == "hang":
-            assert self._stopping is not None
-            await self._stopping.wait()
+            assert self.stopping is not None
+            await self.stopping.wait()
             return self._abort(request, web.StreamResponse())
         fault = behaviour.kind if isinstance(behaviour, Fault) else None
         fallback = self.default if isinstance(self.default, Reply) else Reply("ok")

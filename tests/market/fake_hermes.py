@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,8 @@ from typing import Any, Literal
 
 import pytest
 from aiohttp import web
+
+from mikey.loopback import LoopbackServer
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 PYTH_FIXTURES = SHARED / "fixtures" / "pyth"
@@ -102,28 +103,24 @@ class RecordedRequest:
         return [v for k, v in self.query if k == name]
 
 
-class FakeOracleServer:
+class FakeOracleServer(LoopbackServer):
     """Hermes + benchmarks + crossbar on one port. Script with :meth:`push`; read :attr:`requests`."""
 
+    thread_name = "fake-oracles"
+
     def __init__(self) -> None:
+        super().__init__()
         latest = pyth_fixture("hermes_latest_btc.json")
         self.binary = latest["binary"]
         self.prices: dict[str, dict[str, Any]] = {_key(e["id"]): e for e in latest["parsed"]}
         self.simulations: dict[str, list[Any]] = {}  # feed hash (normalised) -> crossbar results
         self.history: dict[str, Any] = {"s": "no_data"}  # default benchmarks answer
         self.requests: list[RecordedRequest] = []
-        self.port = 0
         self._script: deque[Script] = deque()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._stopping: asyncio.Event | None = None
 
     @property
     def base_url(self) -> str:
-        if not self.port:
-            raise RuntimeError("FakeOracleServer is not started")
-        return f"http://127.0.0.1:{self.port}"
+        return self.url
 
     def add_price(self, entry: dict[str, Any]) -> None:
         """Serve ``entry`` (a Hermes ``parsed`` item) for its feed id from now on."""
@@ -133,47 +130,11 @@ class FakeOracleServer:
         """Queue scripts; each request consumes the next one."""
         self._script.extend(scripts)
 
-    def __enter__(self) -> FakeOracleServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> FakeOracleServer:
-        """Bind an ephemeral loopback port and serve from a daemon thread; returns once connections are accepted."""
-        self._loop = loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=loop.run_forever, name="fake-oracles", daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._serve(), loop).result(timeout=10)
-        return self
-
-    def stop(self) -> None:
-        """Release hung requests, close every connection, the loop and the thread. Idempotent."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
-        self._loop = self._thread = None
-
-    async def _serve(self) -> None:
-        self._stopping = asyncio.Event()
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/v2/updates/price/latest", self._latest)
         app.router.add_get("/v2/updates/price/stream", self._stream)
         app.router.add_get("/v1/shims/tradingview/history", self._history)
         app.router.add_get("/simulate/{hashes}", self._simulate)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
-
-    async def _shutdown(self) -> None:
-        assert self._stopping is not None and self._runner is not None
-        self._stopping.set()
-        await self._runner.cleanup()
 
     # --- request handling -----------------------------------------------------------------------------------------
 
@@ -195,8 +156,8 @@ class FakeOracleServer:
         return await self._send_events(request, script)
 
     async def _hang(self, request: web.Request) -> None:
-        assert self._stopping is not None
-        await self._stopping.wait()
+        assert self.stopping is not None
+        await self.stopping.wait()
         if request.transport is not None:
             request.transport.abort()
 
