@@ -58,6 +58,7 @@ bench: install
 	$(PY) benchmarks/market_store.py
 	$(PY) benchmarks/analysis_features.py
 	$(PY) benchmarks/sentiment_throughput.py
+	$(PY) benchmarks/risk_api.py
 
 lock: install dev
 	{ head -n 2 $(LOCK); $(PIP) freeze --exclude-editable | grep -v '^-e'; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
