@@ -18,8 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html.parser import HTMLParser
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import feedparser
@@ -27,6 +26,7 @@ import httpx
 
 from mikey.domain import NewsItem
 from mikey.errors import FeedError
+from mikey.market.http import OwnedHttpClient
 from mikey.market.tagging import tag_symbols
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class SeenKeys:
             self._keys.popitem(last=False)
 
 
-class RssCollector:
+class RssCollector(OwnedHttpClient):
     """Fetches RSS 2.0 and Atom feeds and returns each article once, across feeds and across calls.
 
     An article counts as seen when its id (the feed's guid/id), its normalised link, or its normalised title on the
@@ -106,27 +106,10 @@ class RssCollector:
         max_seen: int = 20_000,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        super().__init__(client, timeout=timeout, follow_redirects=True)
         self.feed_urls = list(feed_urls)
-        self.timeout = timeout
-        self._owns_client = client is None
-        self._client = client if client is not None else httpx.Client(timeout=timeout, follow_redirects=True)
         self._seen = SeenKeys(max_seen)
         self._clock = clock or (lambda: datetime.now(UTC))
-
-    # Lifecycle ------------------------------------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the HTTP client if this collector created it."""
-        if self._owns_client:
-            self._client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # Collecting -----------------------------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from pydantic import SecretStr
 from mikey.domain import Candle, Quote
 from mikey.errors import ConfigError, FeedError, InvalidInput, UnknownSymbol
 from mikey.market import symbols as symbol_names
+from mikey.market.http import OwnedHttpClient
 from mikey.market.normalize import MAX_MAGNITUDE, Interval, decimal_from, parse_json
 from mikey.market.validation import require_valid
 from mikey.settings import Settings
@@ -126,7 +127,7 @@ def resolve_symbols(names: Iterable[str], feed_ids: Mapping[str, str]) -> list[s
 # --- Hermes -------------------------------------------------------------------------------------------------------
 
 
-class HermesClient:
+class HermesClient(OwnedHttpClient):
     """Latest and streamed Pyth prices from a Hermes server (``GET /v2/updates/price/latest|stream``)."""
 
     def __init__(self, base_url: str, api_key: ApiKey = None, timeout: float = 10.0,
@@ -142,25 +143,12 @@ class HermesClient:
             async_client: the same for ``stream``; default: a fresh ``httpx.AsyncClient`` per stream.
             feed_ids: symbol -> Pyth feed id; default ``FEED_IDS`` (mainnet).
         """
+        super().__init__(client, timeout=timeout)
         self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
         self.feed_ids = dict(feed_ids or FEED_IDS)
         self._api_key = api_key
-        self._owns_client = client is None
-        self._client = client or httpx.Client(timeout=timeout)
         self._async_client = async_client
         self._symbol_by_id = {normalize_feed_id(fid): symbol for symbol, fid in self.feed_ids.items()}
-
-    def close(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_client:
-            self._client.close()
-
-    def __enter__(self) -> HermesClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _query(self, symbols: list[str]) -> list[tuple[str, str]]:
         return [*(("ids[]", self.feed_ids[s]) for s in symbols), ("parsed", "true")]
@@ -281,26 +269,14 @@ async def sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
 # --- benchmarks (history) -----------------------------------------------------------------------------------------
 
 
-class BenchmarksClient:
+class BenchmarksClient(OwnedHttpClient):
     """Historical Pyth bars from the benchmarks service's TradingView shim (``/v1/shims/tradingview/history``)."""
 
     def __init__(self, base_url: str, api_key: ApiKey = None, timeout: float = 10.0,
                  client: httpx.Client | None = None) -> None:
+        super().__init__(client, timeout=timeout)
         self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
         self._api_key = api_key
-        self._owns_client = client is None
-        self._client = client or httpx.Client(timeout=timeout)
-
-    def close(self) -> None:
-        if self._owns_client:
-            self._client.close()
-
-    def __enter__(self) -> BenchmarksClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def history(self, symbol: str, interval: Interval, start: datetime, end: datetime) -> list[Candle]:
         """Bars of ``interval`` opening between ``start`` and ``end`` (inclusive), oldest first; [] when there are none.

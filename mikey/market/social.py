@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import SecretStr, ValidationError
 
 from mikey.domain import SocialPost
 from mikey.errors import FeedError, InvalidInput
+from mikey.market.http import OwnedHttpClient
 from mikey.market.tagging import tag_symbols
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def _parse_time(value: object, what: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-class _JsonApi:
+class _JsonApi(OwnedHttpClient):
     """The HTTP plumbing both platforms share: an owned-or-injected client, auth header, JSON decoding, and
     transport errors turned into ``FeedError`` naming the platform. Platform-specific statuses (401, 429) are
     mapped by the subclasses, since each platform says "retry later" differently."""
@@ -52,24 +52,9 @@ class _JsonApi:
     platform_name = "API"
 
     def __init__(self, base_url: str, auth_header: str, timeout: float, client: httpx.Client | None) -> None:
+        super().__init__(client, timeout=timeout)
         self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
         self._auth_header = auth_header
-        self._owns_client = client is None
-        self._client = client if client is not None else httpx.Client(timeout=timeout)
-
-    def close(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_client:
-            self._client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def _get(self, path: str, params: Mapping[str, str | int]) -> httpx.Response:
         url = f"{self.base_url}{path}"

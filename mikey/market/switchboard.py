@@ -26,6 +26,7 @@ import httpx
 from mikey.domain import Quote
 from mikey.errors import ConfigError, FeedError
 from mikey.market import symbols as symbol_names
+from mikey.market.http import OwnedHttpClient
 from mikey.market.normalize import MAX_MAGNITUDE
 from mikey.market.pyth import auth_headers, get_json, normalize_feed_id, resolve_symbols, utc_now
 
@@ -47,7 +48,7 @@ def median(values: list[Decimal]) -> Decimal:
         return (ordered[mid - 1] + ordered[mid]) / 2
 
 
-class SwitchboardClient:
+class SwitchboardClient(OwnedHttpClient):
     """Quotes from Switchboard on-demand feeds via crossbar simulation."""
 
     name = "switchboard"
@@ -66,8 +67,8 @@ class SwitchboardClient:
         Raises:
             ConfigError: a symbol MIKEY does not cover, or a hash that is not 32 bytes of hex.
         """
+        super().__init__(client, timeout=timeout)
         self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
         self.clock = clock
         self.feed_hashes: dict[str, str] = {}
         for name, feed_hash in feed_hashes.items():
@@ -78,18 +79,6 @@ class SwitchboardClient:
                 raise ConfigError(f"Switchboard feed hash for {symbol} is not 64 hex digits: {feed_hash!r}")
             self.feed_hashes[symbol] = feed_hash.strip()
         self._symbol_by_hash = {normalize_feed_id(h): s for s, h in self.feed_hashes.items()}
-        self._owns_client = client is None
-        self._client = client or httpx.Client(timeout=timeout)
-
-    def close(self) -> None:
-        if self._owns_client:
-            self._client.close()
-
-    def __enter__(self) -> SwitchboardClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def symbols(self) -> list[str]:
         return sorted(self.feed_hashes)
