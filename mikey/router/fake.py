@@ -1,6 +1,7 @@
 """Test fakes that run through the real LiteLLM Router: a scripted model and a function model.
 
-Register one under a name, put ``fake_deployment(name)`` in a group, and the Router calls it like any provider, so
+Swap ``fake_group(group, name, model)`` into a chat model's groups (or put ``install(name, model)``'s params in a
+deployment) and the Router calls the fake like any provider, so
 fallbacks, retries and the ledger are exercised for real. A scripted reply that is an exception is raised, which is
 how tests make a deployment fail.
 """
