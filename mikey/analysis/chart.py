@@ -18,7 +18,7 @@ def analysis_chart(frame: pd.DataFrame, report: Any, path: str | Path, *, last: 
     import matplotlib.pyplot as plt
 
     from mikey.analysis import features, signals
-    from mikey.market.chart import DOWN, UP, draw_candles
+    from mikey.market.chart import DOWN, UP, draw_candles, save
 
     feats = features.compute_features(frame)
     score = signals.score_series(feats.join(frame[["open", "high", "low", "close", "volume"]]))
@@ -46,12 +46,6 @@ def analysis_chart(frame: pd.DataFrame, report: Any, path: str | Path, *, last: 
         rsi.axhline(70, color=DOWN, linewidth=0.6)
         rsi.axhline(30, color=UP, linewidth=0.6)
         rsi.set_ylabel("RSI(14)")
-        locator = mdates.AutoDateLocator()
-        rsi.xaxis.set_major_locator(locator)
-        rsi.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-        fig.tight_layout()
-        out = Path(path)
-        fig.savefig(out, dpi=110)
-        return out
+        return save(fig, rsi, path)
     finally:
         plt.close(fig)

@@ -42,13 +42,20 @@ def candle_chart(candles: Sequence[Candle], title: str, path: str | Path) -> Pat
         ax.set_title(title)
         ax.set_ylabel("price (USD)")
         vol.set_ylabel("volume")
-        locator = mdates.AutoDateLocator()
-        vol.xaxis.set_major_locator(locator)
-        vol.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        out = Path(path)
-        fig.savefig(out, dpi=110)
-        return out
+        return save(fig, vol, path)
     finally:
         plt.close(fig)
+
+
+def save(fig: Any, date_axis: Any, path: str | Path) -> Path:
+    """Concise date ticks on the shared x axis, tight layout, and the PNG written to ``path``."""
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator()
+    date_axis.xaxis.set_major_locator(locator)
+    date_axis.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    return out
