@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -206,6 +206,11 @@ def _parse_date(text: str, option: str) -> date:
         return date.fromisoformat(text)
     except ValueError as exc:
         raise InvalidInput(f"{option} must be a date like 2023-08-29, got {text!r}") from exc
+
+
+def _utc_day(text: str, option: str) -> datetime:
+    """The start (00:00 UTC) of the day ``text`` names: how bars are stamped."""
+    return datetime.combine(_parse_date(text, option), time(0), tzinfo=UTC)
 
 
 def main() -> None:

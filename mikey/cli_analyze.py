@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -23,12 +23,12 @@ def analyze(
     """Indicators, patterns, sentiment, a BUY/SELL/HOLD signal with its factors, and a backtest, all by code."""
     from mikey.analysis.ohlcv import frame_from_candles, load_ohlcv_csv
     from mikey.analysis.report import analyze as run
-    from mikey.cli import _settings
+    from mikey.cli import _settings, _utc_day
     from mikey.market import symbols
 
     settings = _settings()
     market = symbols.resolve(symbol)
-    clock = _end_of_day(as_of) if as_of else None
+    clock = _utc_day(as_of, "--as-of") if as_of else None
     if history is not None:
         if not history.is_file():
             raise InvalidInput(f"--history file not found: {history}")
@@ -49,14 +49,6 @@ def analyze(
         _print(report)
     if chart is not None and not as_json:
         typer.echo(f"chart written to {chart}")
-
-
-def _end_of_day(text: str) -> datetime:
-    try:
-        day = date.fromisoformat(text)
-    except ValueError as exc:
-        raise InvalidInput(f"--as-of must be a date like 2023-08-29, got {text!r}") from exc
-    return datetime.combine(day, time(0), tzinfo=UTC)
 
 
 def _news(settings, market: str) -> list:  # noqa: ANN001

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -15,10 +15,9 @@ Interval = typer.Option("--interval", "-i", help="Candle interval: 1m, 1h or 1d.
 
 
 def _day(text: str, option: str) -> datetime:
-    try:
-        return datetime.combine(date.fromisoformat(text), time(0), tzinfo=UTC)
-    except ValueError as exc:
-        raise InvalidInput(f"{option} must be a date like 2023-01-31, got {text!r}") from exc
+    from mikey.cli import _utc_day
+
+    return _utc_day(text, option)
 
 
 def _interval(value: str) -> str:
