@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from mikey.domain import Candle, NewsItem, Quote, SocialPost
@@ -145,16 +146,29 @@ class IngestService:
         return max(others, key=lambda q: q.as_of, default=None)
 
     def _roll_up(self, quotes: list[Quote]) -> list[Candle]:
-        """Rebuild every 1m/1h/1d bar these quotes fall in from all stored quotes of the bar's source."""
+        """Rebuild every 1m/1h/1d bar these quotes fall in, each level from the one below it: a 1m bar from the stored
+        quotes of its minute (of the quotes' source), a 1h bar from its 1m bars, a 1d bar from its 1h bars. So a round
+        reads at most a minute of quotes, 60 and 24 bars, however long the pipeline has run."""
         rebuilt: list[Candle] = []
+        below: str | None = None
         for interval, step in INTERVALS.items():
             touched = {(q.symbol, q.source, bucket_start(q.as_of, interval)) for q in quotes}
             for symbol, source, start in sorted(touched):
-                stored = [q for q in self.store.quotes(symbol, start, start + step) if q.source == source]
-                bars = aggregate(stored, interval)
+                if below is None:
+                    stored = [q for q in self.store.quotes(symbol, start, start + step) if q.source == source]
+                    bars = aggregate(stored, interval)
+                else:
+                    bars = [_merge(self.store.candles(symbol, below, start, start + step), start)]
                 self.store.upsert_candles(bars, interval=interval, source=source)
                 rebuilt += bars
+            below = interval
         return rebuilt
+
+
+def _merge(bars: Sequence[Candle], start: datetime) -> Candle:
+    """One bar from consecutive bars (oldest first): first open, last close, extremes, summed volume."""
+    return Candle(symbol=bars[0].symbol, ts=start, open=bars[0].open, high=max(b.high for b in bars),
+                  low=min(b.low for b in bars), close=bars[-1].close, volume=sum((b.volume for b in bars), Decimal(0)))
 
 
 class ReplayCollector:

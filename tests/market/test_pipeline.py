@@ -194,3 +194,25 @@ def test_open_feed_follows_the_settings(settings) -> None:
     pyth = open_feed(settings.model_copy(update={"feed": "pyth"}))
     assert isinstance(pyth, PythFeed)
     pyth.close()
+
+
+def test_candles_roll_up_minute_hour_day_across_rounds(settings, store) -> None:
+    """Bars built level by level (1m from quotes, 1h from 1m, 1d from 1h) equal OHLC over all the day's quotes."""
+    from datetime import timedelta
+
+    day = datetime(2024, 5, 3, tzinfo=UTC)
+    prices = [("10:00:10", "100"), ("10:00:50", "103"), ("10:01:30", "99"), ("11:05:00", "101"), ("11:06:00", "102")]
+    quotes = [quote(p, at=day + timedelta(hours=int(t[:2]), minutes=int(t[3:5]), seconds=int(t[6:])))
+              for t, p in prices]
+    service = IngestService([Scripted("oracle", [[q] for q in quotes])], store, InProcessBus(), settings)
+    for q in quotes:
+        service.clock = lambda q=q: q.as_of  # each quote is fresh when it arrives
+        asyncio.run(service.run_once())
+    assert service.stats["oracle"].stored == 5
+    ohlc = lambda c: (c.open, c.high, c.low, c.close)  # noqa: E731
+    [daily] = store.candles("BTC", "1d", day, day + timedelta(days=1))
+    assert ohlc(daily) == (Decimal("100"), Decimal("103"), Decimal("99"), Decimal("102"))
+    hours = store.candles("BTC", "1h", day, day + timedelta(days=1))
+    assert [ohlc(h) for h in hours] == [(Decimal("100"), Decimal("103"), Decimal("99"), Decimal("99")),
+                                        (Decimal("101"), Decimal("102"), Decimal("101"), Decimal("102"))]
+    assert len(store.candles("BTC", "1m", day, day + timedelta(days=1))) == 4
