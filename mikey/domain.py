@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 IntentKind = Literal[
     "price", "analysis", "compare", "explain", "risk", "portfolio", "trade", "alert", "smalltalk", "unknown"
 ]
+Timeframe = Literal["1h", "4h", "1d", "1w", "1M"]
+RiskTolerance = Literal["low", "medium", "high"]
 
 
 def _require_utc(value: datetime) -> datetime:
@@ -142,8 +144,36 @@ class Fact(BaseModel):
     as_of: datetime
 
 
+class Provenance(BaseModel):
+    """Where one tool's result in a turn's ``Facts`` came from, or why it is missing."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tool: str = Field(description="e.g. 'quote', 'indicators', 'analysis', 'risk', 'memory'.")
+    source: str = Field(description="The feed, engine or store behind it, e.g. 'replay', 'pyth', 'chroma'.")
+    as_of: datetime | None = None
+    error: str | None = Field(None, description="Why the tool gave nothing; the turn goes on without it.")
+
+
+class Recall(BaseModel):
+    """A document recalled from the vector memory: older words, never a source of current numbers."""
+
+    model_config = ConfigDict(frozen=True)
+
+    collection: str
+    text: str
+    similarity: float = Field(description="Cosine similarity to the query, 1 = same meaning.")
+    score: float = Field(description="Ranking score: similarity weighted by recency.")
+    stored_at: datetime
+    symbol: str | None = None
+
+
 class Facts(BaseModel):
-    """Everything the tools gathered for one turn. The only place numbers in an answer may come from."""
+    """Everything the tools gathered for one turn. The only place numbers in an answer may come from.
+
+    News headlines and recalled memories are context for the words and are never a source of numbers: their text is
+    written by others (or by an earlier turn) and is not checked against a market source.
+    """
 
     symbol: str
     quote: Quote | None = None
@@ -151,6 +181,14 @@ class Facts(BaseModel):
     parameters: dict[str, float] = Field(
         default_factory=dict, description="Indicator periods and multipliers, which a narrative may name."
     )
+    patterns: list[PatternFinding] = Field(default_factory=list)
+    sentiment: SentimentScore | None = None
+    signal: Signal | None = None
+    risk: RiskAssessment | None = None
+    news: list[NewsItem] = Field(default_factory=list, description="Headlines the sentiment rests on (untrusted).")
+    memories: list[Recall] = Field(default_factory=list)
+    compared: list[Facts] = Field(default_factory=list, description="Facts of the other markets of a comparison.")
+    provenance: list[Provenance] = Field(default_factory=list)
 
     def numbers(self) -> list[Fact]:
         """The facts as labelled numbers, in the order a facts card shows them."""
@@ -169,7 +207,51 @@ class Facts(BaseModel):
                 value = getattr(ind, name)
                 out.append(Fact(name=name, label=label, value=value, display=f"{value:.{digits}f}",
                                 source=source, as_of=ind.as_of))
+        if self.signal is not None:
+            s = self.signal
+            out.append(Fact(name="signal_strength", label=f"Signal {s.action} strength", value=s.strength,
+                            display=f"{s.strength:.2f}", source="signals", as_of=s.as_of))
+        if self.sentiment is not None and self.sentiment.items:
+            m = self.sentiment
+            out.append(Fact(name="sentiment_score", label=f"Sentiment ({m.items} items)", value=m.score,
+                            display=f"{m.score:+.2f}", source=m.method, as_of=m.as_of or _as_of(out)))
+        for p in self.patterns:
+            if p.level is not None:
+                out.append(Fact(name=f"{p.kind}_level", label=f"{p.name.capitalize()} level", value=p.level,
+                                display=f"{p.level:.4f}", source="patterns", as_of=p.end))
+        if self.risk is not None:
+            out += _risk_numbers(self.risk)
+        for other in self.compared:
+            out += [f.model_copy(update={"name": f"{other.symbol.lower()}_{f.name}",
+                                         "label": f"{other.symbol} {f.label}"}) for f in other.numbers()]
         return out
+
+
+def _as_of(facts: list[Fact]) -> datetime:
+    return facts[0].as_of if facts else datetime.now(UTC)
+
+
+def _risk_numbers(r: RiskAssessment) -> list[Fact]:
+    source = f"risk engine({r.history_bars} daily bars)"
+    rows: list[tuple[str, str, float | None, str]] = [
+        ("position_size", f"Size ({r.market})", r.size, f"{r.size:.4f}"),
+        ("position_notional", "Notional (USD)", r.notional, f"{r.notional:.2f}"),
+        ("position_collateral", "Collateral (USD)", r.collateral, f"{r.collateral:.2f}"),
+        ("position_leverage", "Leverage", r.leverage, f"{r.leverage:.2f}x"),
+        ("entry_price", "Entry price (USD)", r.entry_price, f"{r.entry_price}"),
+        ("liquidation_price", "Liquidation price (USD)", r.liquidation_price,
+         "" if r.liquidation_price is None else f"{r.liquidation_price:.4f}"),
+        ("distance_to_liquidation_pct", "Distance to liquidation", r.distance_to_liquidation_pct,
+         "" if r.distance_to_liquidation_pct is None else f"{r.distance_to_liquidation_pct:.2f}%"),
+        ("var_95_pct", "1-day VaR(95) % of notional", 100 * r.var_95, f"{100 * r.var_95:.2f}%"),
+        ("var_99_pct", "1-day VaR(99) % of notional", 100 * r.var_99, f"{100 * r.var_99:.2f}%"),
+        ("volatility_pct", "Annualised volatility", 100 * r.volatility_annualized,
+         f"{100 * r.volatility_annualized:.1f}%"),
+        ("risk_score", f"Risk score ({r.risk_level})", r.risk_score, f"{r.risk_score:.0f}"),
+        ("recommended_max_size", "Recommended max size", r.recommended_max_size, f"{r.recommended_max_size:.4f}"),
+    ]
+    return [Fact(name=name, label=label, value=value, display=display, source=source, as_of=r.as_of)
+            for name, label, value, display in rows if value is not None]
 
 
 _INDICATOR_FIELDS = (
@@ -185,11 +267,18 @@ _INDICATOR_FIELDS = (
 
 
 class Intent(BaseModel):
-    """What the user asked for, as parsed from the message."""
+    """What the user asked for, as parsed from the message (by the ``understand`` model, checked by the rules)."""
 
     kind: IntentKind
     symbols: list[str] = Field(default_factory=list, description="Resolved, supported market symbols.")
     unknown_symbols: list[str] = Field(default_factory=list, description="Tickers named that MIKEY does not cover.")
+    timeframe: Timeframe | None = Field(None, description="Horizon the user asked about, if any.")
+    side: Literal["long", "short"] | None = None
+    leverage: float | None = Field(None, gt=0, le=100)
+    collateral: float | None = Field(None, gt=0, description="Margin in USD(C).")
+    risk_tolerance: RiskTolerance | None = None
+    favourite_markets: list[str] = Field(default_factory=list, description="Markets the user said they follow.")
+    parsed_by: str = Field("rules", description="'rules', or the model group whose parse the rules confirmed.")
 
 
 class GroundingReport(BaseModel):
@@ -205,6 +294,28 @@ class GroundingReport(BaseModel):
         return 1.0 if self.checked == 0 else self.matched / self.checked
 
 
+class TradeProposal(BaseModel):
+    """A trade a chat turn may propose and never execute: it waits for a human's approval (a separate flow).
+
+    Every parameter comes from the user's own message, never from a model or fetched text; the risk assessment is
+    the engine's, at the proposal's price.
+    """
+
+    id: str
+    market: str
+    side: Literal["long", "short"]
+    leverage: float = Field(gt=0, le=100)
+    collateral: float = Field(gt=0, description="Margin in USD(C).")
+    size: float = Field(gt=0, description="Base units: collateral * leverage / entry price.")
+    entry_price: float = Field(gt=0, description="Current price when proposed.")
+    risk: RiskAssessment
+    status: Literal["awaiting_approval"] = "awaiting_approval"
+    created_at: datetime
+    note: str = "Proposal only: nothing is executed from chat. A human approves or rejects it in the approval flow."
+
+    _utc = field_validator("created_at")(_require_utc)
+
+
 class Answer(BaseModel):
     """One reply of MIKEY's: grounded words, the facts behind them, and who wrote them."""
 
@@ -214,6 +325,29 @@ class Answer(BaseModel):
     model: str = Field(description="Model that wrote the words, as the router reports it.")
     grounding: GroundingReport = Field(default_factory=GroundingReport)
     notice: str | None = Field(None, description="Why the answer is not from the group asked for, if it is not.")
+    intent: Intent | None = None
+    proposal: TradeProposal | None = None
+
+
+class Insight(BaseModel):
+    """One market's entry in the market summary feed: the analysis pipeline's output, stored in memory."""
+
+    symbol: str
+    as_of: datetime
+    summary: str = Field(description="Grounded narrative written by a model (or the offline writer).")
+    signal: Signal
+    sentiment: SentimentScore
+    patterns: list[PatternFinding]
+    risk_level: Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
+    risk_score: float = Field(ge=0, le=100)
+    recommendations: list[str]
+    alerts: list[RiskAlert]
+    facts: Facts
+    grounding: GroundingReport
+    group: str
+    model: str
+
+    _utc = field_validator("as_of")(_require_utc)
 
 
 class PatternFinding(BaseModel):
@@ -381,3 +515,9 @@ class RiskAssessment(BaseModel):
     reasons: list[str]
     as_of: datetime
     history_bars: int
+
+
+# Facts refers to models defined after it (patterns, signal, risk) and to itself (compared markets).
+Facts.model_rebuild()
+Answer.model_rebuild()
+Insight.model_rebuild()

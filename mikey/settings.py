@@ -148,6 +148,20 @@ class Settings(BaseSettings):
     # Memory -------------------------------------------------------------------------------------------------------
     memory_enabled: bool = Field(True, description="Store turn summaries in the vector memory.")
     chroma_url: str | None = Field(None, description="Chroma server URL; default: a PersistentClient under home.")
+    memory_recall_k: int = Field(3, ge=0, le=20, description="Memories recalled into an analysis turn (0: none).")
+    memory_half_life_days: float = Field(7.0, gt=0, description="Recall ranking: a memory's recency halves this often.")
+    memory_recency_weight: float = Field(
+        0.2, ge=0, le=1, description="Recall ranking: score = (1 - w) * similarity + w * recency.")
+
+    # Chat ---------------------------------------------------------------------------------------------------------
+    user_id: str = Field("local", min_length=1, description="Whose preferences and memories a chat uses.")
+    understand_with_model: bool = Field(
+        True, description="Ask the 'understand' model for the intent (checked by the rule parser); off: rules only.")
+    news_lookback_days: float = Field(3.0, gt=0, description="News (from the market store) a chat turn reads.")
+    checkpoint_url: str | None = Field(
+        None, description="PostgreSQL URL for chat threads (PostgresSaver); default: SQLite in home.")
+    signal_consensus: list[str] = Field(
+        default_factory=list, description="Model groups asked for a view of the signal (consensus); empty: off.")
 
     @field_validator("default_model")
     @classmethod

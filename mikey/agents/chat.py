@@ -1,16 +1,20 @@
 """The chat graph, one turn: understand -> gather -> analyze -> ground -> respond -> remember.
 
 Numbers come from ``gather`` (code); words come from ``analyze`` (a model, through the router); ``ground`` removes
-every number the words state that the facts do not hold. Messages that need no market facts (greetings, unknown
-markets) skip straight to ``respond`` with a rules answer and cost no model call. A checkpointer keeps the thread,
-so the next turn sees the history ("and ETH?" after a question about SOL).
+every number the words state that the facts do not hold. Messages that need no market facts (greetings, stated
+preferences, unknown markets, portfolio questions) skip straight to ``respond`` with a rules answer and cost no
+``analyze`` call. An analysis turn makes at most two model calls: ``understand`` and ``analyze`` (plus the offline
+writer, which is code, when a draft fails grounding).
+
+A trade intent ends in a ``TradeProposal`` awaiting a human's approval; no chat turn executes anything, and no tool
+that could is reachable from this graph. A checkpointer keeps the thread (SqliteSaver, or PostgresSaver with
+``checkpoint_url``), so the next turn sees the history ("and ETH?" after a question about SOL).
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,77 +24,156 @@ from langgraph.runtime import Runtime
 
 from mikey import domain
 from mikey.agents import grounding, understand
+from mikey.agents.gather import gather
 from mikey.agents.prompts import load_prompt
 from mikey.agents.state import ChatContext, ChatState, Turn
-from mikey.analysis.indicators import PARAMETERS
 from mikey.domain import Answer, Facts, Intent
+from mikey.errors import ConfigError, MikeyError
 from mikey.market import symbols
+from mikey.router.chat_model import DoneEvent, ErrorEvent, TokenEvent
 from mikey.router.offline import facts_block
 from mikey.settings import Settings
-from mikey.tools import market as market_tools
 
 ANALYZE_PROMPT = "chat/analyze"
 RULES = "rules"  # the writer of answers that need no model
+NO_FACTS_KINDS = frozenset({"smalltalk", "unknown", "portfolio"})
+MAX_HEADLINES = 5
 
 
-def understand_node(state: ChatState) -> dict[str, Any]:
-    """Parse the message; reset the per-turn fields left by the previous turn of the thread."""
-    previous = next((t["symbols"] for t in reversed(state.get("history") or []) if t["symbols"]), None)
-    intent = understand.parse(state["message"], previous)
-    return {"intent": intent, "facts": None, "draft": None, "writer_group": None, "writer_model": None,
-            "notice": None, "grounding": None, "answer": None}
+def _thread(config: RunnableConfig) -> str:
+    return config["configurable"]["thread_id"]
+
+
+def understand_node(state: ChatState, config: RunnableConfig, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    """The intent (model parse checked by rules); remembered preferences fill in what the message leaves open."""
+    ctx = runtime.context
+    previous = next((t["symbols"] for t in reversed(state.get("history") or []) if t.get("symbols")), None)
+    chat_model = ctx.chat_model if ctx.settings.understand_with_model else None
+    intent, why = understand.understand(state["message"], previous, chat_model, group=ctx.group,
+                                        thread_id=_thread(config))
+    preferences = _preferences(ctx)
+    favourites = [s for s in preferences.get("favourite_markets", "").split(",") if s]
+    if intent.kind == "unknown" and not intent.symbols and not intent.unknown_symbols and favourites:
+        intent = intent.model_copy(update={"symbols": favourites[:3],
+                                           "kind": "compare" if len(favourites) > 1 else "analysis"})
+        why = " ".join(filter(None, [why, f"No market named; your favourite markets: {', '.join(favourites)}."]))
+    return {"intent": intent, "preferences": preferences, "facts": None, "proposal": None, "draft": None,
+            "writer_group": None, "writer_model": None, "notice": why, "grounding": None, "answer": None}
+
+
+def _preferences(ctx: ChatContext) -> dict[str, str]:
+    if ctx.memory is None:
+        return {}
+    try:
+        return ctx.memory.preferences(ctx.user)
+    except MikeyError:
+        return {}
 
 
 def _after_understand(state: ChatState) -> str:
-    return "gather" if state["intent"].symbols else "respond"
+    intent = state["intent"]
+    return "gather" if intent.symbols and intent.kind not in NO_FACTS_KINDS else "respond"
 
 
 def gather_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
-    """Run the tools the intent needs, in parallel, into one ``Facts``."""
+    """Run the tools the intent needs, in parallel, into one ``Facts`` (and a proposal for a trade intent)."""
     intent = state["intent"]
-    feed = runtime.context.feed
-    symbol = intent.symbols[0]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        quote = pool.submit(market_tools.get_quote, feed, symbol)
-        ind = pool.submit(market_tools.get_indicators, feed, symbol)
-        facts = Facts(symbol=symbol, quote=quote.result(), indicators=ind.result(), parameters=dict(PARAMETERS))
-    return {"facts": facts, "notice": _scope_notice(intent)}
+    got = gather(runtime.context, intent, state["message"], state.get("preferences") or {})
+    notes = [state.get("notice"), _scope_notice(intent), *got.notes]
+    return {"facts": got.facts, "proposal": got.proposal, "notice": " ".join(n for n in notes if n) or None}
 
 
 def _scope_notice(intent: Intent) -> str | None:
     notes = []
     if intent.unknown_symbols:
         notes.append(f"I don't cover {', '.join(intent.unknown_symbols)} (markets: {', '.join(symbols.SUPPORTED)}).")
-    if len(intent.symbols) > 1:
-        notes.append(f"Comparisons are not supported yet; this answer covers {intent.symbols[0]}.")
-    if intent.kind in ("trade", "risk", "portfolio", "alert"):
-        notes.append(f"{intent.kind.capitalize()} requests are not supported yet; here is the market analysis. "
-                     "MIKEY never places a trade from chat.")
+    if intent.kind == "alert":
+        notes.append("Alerts cannot be set from chat yet; `mikey insights --every N` watches RSI extremes and risk "
+                     "thresholds.")
+    if intent.kind == "trade":
+        notes.append("MIKEY never places a trade from chat: a proposal waits for your approval.")
     return " ".join(notes) or None
 
 
+def _context_block(state: ChatState) -> str:
+    """Preferences, earlier notes and headlines: background for the words, fenced off from instructions."""
+    facts: Facts = state["facts"]
+    parts: list[str] = []
+    prefs = state.get("preferences") or {}
+    tolerance = state["intent"].risk_tolerance or prefs.get("risk_tolerance")
+    if tolerance:
+        parts.append(f"The user's risk tolerance: {tolerance}.")
+    if state.get("proposal") is not None:
+        parts.append("A trade proposal was prepared for the user's approval; it is not executed.")
+    if facts.memories:
+        notes = "\n".join(f"- {m.text}" for m in facts.memories)
+        parts.append(f"<untrusted source=\"earlier notes, may be outdated\">\n{notes}\n</untrusted>")
+    if facts.news:
+        headlines = "\n".join(f"- {n.title}" for n in facts.news[:MAX_HEADLINES])
+        parts.append(f"<untrusted source=\"news headlines\">\n{headlines}\n</untrusted>")
+    return "\n".join(parts)
+
+
 def _analyze_messages(state: ChatState) -> list[dict[str, str]]:
-    return load_prompt(ANALYZE_PROMPT).render(question=state["message"], facts_block=facts_block(state["facts"]))
+    return load_prompt(ANALYZE_PROMPT).render(question=state["message"], facts_block=facts_block(state["facts"]),
+                                              context=_context_block(state))
 
 
 def analyze_node(state: ChatState, config: RunnableConfig, runtime: Runtime[ChatContext]) -> dict[str, Any]:
-    """Ask the model for the narrative over the facts, with the versioned prompt."""
+    """Ask the model for the narrative over the facts, with the versioned prompt; streamed when the context asks."""
     ctx = runtime.context
+    if ctx.stream:
+        return _analyze_streaming(state, config, runtime)
     done = ctx.chat_model.complete(_analyze_messages(state), role="analyze", group=ctx.group,
-                                   thread_id=config["configurable"]["thread_id"])
+                                   thread_id=_thread(config))
+    return {"draft": done.text, "writer_group": done.group, "writer_model": done.model,
+            "notice": _join(state.get("notice"), _fallback_note(done.requested_group, done.group))}
+
+
+def _analyze_streaming(state: ChatState, config: RunnableConfig, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    """Stream the narrative, grounding it sentence by sentence so that no unchecked number reaches the reader."""
+    ctx = runtime.context
+    grounder = grounding.StreamGrounder(state["facts"])
+    write = runtime.stream_writer
     notice = state.get("notice")
-    if done.group != done.requested_group:
-        fallback = f"The {done.requested_group} model did not answer; {done.group} wrote this instead."
-        notice = f"{notice} {fallback}" if notice else fallback
-    return {"draft": done.text, "writer_group": done.group, "writer_model": done.model, "notice": notice}
+    group = model = None
+    for event in ctx.chat_model.stream(_analyze_messages(state), role="analyze", group=ctx.group,
+                                       thread_id=_thread(config)):
+        if isinstance(event, TokenEvent):
+            if shown := grounder.feed(event.text):
+                write({"text": shown})
+        elif isinstance(event, DoneEvent):
+            group, model = event.completion.group, event.completion.model
+            notice = _join(notice, _fallback_note(event.completion.requested_group, group))
+        elif isinstance(event, ErrorEvent):
+            group, model = event.group, event.group
+            notice = _join(notice, f"The answer was cut short: {event.message}.")
+    if rest := grounder.finish():
+        write({"text": rest})
+    report = grounder.report
+    if report.score < ctx.settings.min_grounding and group != "offline":
+        notice = _join(notice, f"{len(report.removed)} of {report.checked} numbers in this draft matched no fact "
+                               "and are marked; trust the facts card.")
+    return {"draft": grounder.text.strip(), "grounding": report, "writer_group": group, "writer_model": model,
+            "notice": notice}
+
+
+def _fallback_note(requested: str, served: str) -> str | None:
+    return None if served == requested else f"The {requested} model did not answer; {served} wrote this instead."
+
+
+def _join(*notes: str | None) -> str | None:
+    return " ".join(n for n in notes if n) or None
 
 
 def ground_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     """Replace every number of the draft that matches no fact (after cutting any echo of the facts block).
 
     A draft whose share of verified numbers is under ``min_grounding`` is not worth showing: the offline writer
-    renders the facts instead, and the notice says why.
+    renders the facts instead, and the notice says why. A streamed draft was grounded as it was shown.
     """
+    if state.get("grounding") is not None:
+        return {}
     ctx = runtime.context
     draft = (state["draft"] or "").split("<facts>")[0].strip()
     text, report = grounding.ground(draft, state["facts"])
@@ -100,46 +183,67 @@ def ground_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, An
     text, rewritten = grounding.ground(done.text, state["facts"])
     why = (f"The {state['writer_group']} draft stated {len(report.removed)} of {report.checked} numbers that match no "
            "fact; the offline writer rendered the facts instead.")
-    notice = f"{state['notice']} {why}" if state.get("notice") else why
     return {"draft": text, "grounding": rewritten, "writer_group": done.group, "writer_model": done.model,
-            "notice": notice}
+            "notice": _join(state.get("notice"), why)}
 
 
-def respond_node(state: ChatState) -> dict[str, Any]:
+def respond_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     """Assemble the answer and add the turn to the thread's history."""
     intent = state["intent"]
     if state.get("facts") is None:
-        answer = Answer(text=_rules_text(intent), group=RULES, model=RULES)
+        text = _rules_text(intent, state.get("preferences") or {})
+        if runtime.context.stream:
+            runtime.stream_writer({"text": text})
+        answer = Answer(text=text, group=RULES, model=RULES, intent=intent, notice=state.get("notice"))
     else:
         answer = Answer(text=state["draft"] or "", facts=state["facts"], group=state["writer_group"],
-                        model=state["writer_model"], grounding=state["grounding"], notice=state.get("notice"))
+                        model=state["writer_model"], grounding=state["grounding"], notice=state.get("notice"),
+                        intent=intent, proposal=state.get("proposal"))
     turns: list[Turn] = [
-        {"role": "user", "content": state["message"], "symbols": intent.symbols, "group": None},
-        {"role": "assistant", "content": answer.text, "symbols": intent.symbols, "group": answer.group},
+        {"role": "user", "content": state["message"], "symbols": intent.symbols, "group": None, "kind": intent.kind},
+        {"role": "assistant", "content": answer.text, "symbols": intent.symbols, "group": answer.group,
+         "kind": intent.kind},
     ]
     return {"answer": answer, "history": turns}
 
 
-def _rules_text(intent: Intent) -> str:
+def _rules_text(intent: Intent, preferences: dict[str, str]) -> str:
     markets = ", ".join(symbols.SUPPORTED)
     if intent.unknown_symbols:
         return f"I don't cover {', '.join(intent.unknown_symbols)}. Markets I cover: {markets}."
+    noted = []
+    if intent.risk_tolerance:
+        noted.append(f"your risk tolerance is {intent.risk_tolerance}")
+    if intent.favourite_markets:
+        noted.append(f"you follow {', '.join(intent.favourite_markets)}")
+    if noted:
+        return f"Noted: {' and '.join(noted)}. I'll keep that in mind for risk checks and market summaries."
+    if intent.kind == "portfolio":
+        return ("I don't see your positions: MIKEY holds no account data. Ask about a position instead, for example: "
+                "How risky is a 5x long on SOL with 300 USDC?")
     if intent.kind == "smalltalk":
         return f"Hi, I'm MIKEY. Ask me about {markets}, for example: How is SOL doing?"
     return f"I couldn't tell which market you mean. Markets I cover: {markets}. Try: How is SOL doing?"
 
 
 def remember_node(state: ChatState, config: RunnableConfig, runtime: Runtime[ChatContext]) -> dict[str, Any]:
-    """Keep a summary of the turn in the vector memory, when one is configured."""
-    memory = runtime.context.memory
-    if memory is not None and state["answer"].facts is not None:
-        thread = config["configurable"]["thread_id"]
-        memory.remember_turn(thread_id=thread, question=state["message"], answer=state["answer"])
+    """Keep the turn's summary and any preference the user stated in the vector memory, when one is configured."""
+    ctx = runtime.context
+    memory, intent = ctx.memory, state["intent"]
+    if memory is None:
+        return {}
+    if intent.risk_tolerance:
+        memory.set_preference(ctx.user, "risk_tolerance", intent.risk_tolerance)
+    if intent.favourite_markets:
+        memory.set_preference(ctx.user, "favourite_markets", ",".join(intent.favourite_markets))
+    if state["answer"].facts is not None:
+        memory.remember_turn(thread_id=_thread(config), user_id=ctx.user, question=state["message"],
+                             answer=state["answer"])
     return {}
 
 
 def build_chat_graph(checkpointer: Any) -> Any:
-    """The compiled chat graph. ``checkpointer`` keeps threads (``open_checkpointer`` gives the default)."""
+    """The compiled chat graph. ``checkpointer`` keeps threads (``open_checkpointer`` gives the configured one)."""
     graph = StateGraph(ChatState, context_schema=ChatContext)
     graph.add_node("understand", understand_node)
     graph.add_node("gather", gather_node)
@@ -158,29 +262,69 @@ def build_chat_graph(checkpointer: Any) -> Any:
 
 
 # Types the checkpoint may hold; LangGraph deserialises only these (beyond its own safe set) without complaint.
-_STATE_TYPES = [("mikey.domain", name) for name in
-                ("Answer", "Facts", "Quote", "IndicatorSnapshot", "GroundingReport", "Intent", "Fact")]
+_STATE_TYPES = [("mikey.domain", name) for name in (
+    "Answer", "Facts", "Fact", "Quote", "IndicatorSnapshot", "GroundingReport", "Intent", "Provenance", "Recall",
+    "PatternFinding", "SentimentScore", "Signal", "SignalFactor", "RiskAssessment", "RiskCheck", "RiskFactor",
+    "RiskAlert", "NewsItem", "TradeProposal")]
 assert all(hasattr(domain, name) for _, name in _STATE_TYPES)
 
 
 @contextmanager
 def open_checkpointer(settings: Settings) -> Iterator[Any]:
-    """The embedded checkpointer: a SqliteSaver on ``settings.state_db``."""
+    """The configured checkpointer: PostgresSaver at ``checkpoint_url``, else a SqliteSaver on ``state_db``."""
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    serde = JsonPlusSerializer(allowed_msgpack_modules=_STATE_TYPES)
+    if settings.checkpoint_url:
+        with _postgres_saver(settings.checkpoint_url, serde) as saver:
+            yield saver
+        return
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     settings.state_db.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(settings.state_db, check_same_thread=False)
     try:
-        yield SqliteSaver(conn, serde=JsonPlusSerializer(allowed_msgpack_modules=_STATE_TYPES))
+        yield SqliteSaver(conn, serde=serde)
     finally:
         conn.close()
+
+
+@contextmanager
+def _postgres_saver(url: str, serde: Any) -> Iterator[Any]:
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("MIKEY_CHECKPOINT_URL must be a postgresql:// URL")
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+
+    try:
+        conn = psycopg.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row)
+    except psycopg.Error as exc:
+        raise ConfigError(f"cannot reach the checkpoint database: {str(exc).splitlines()[0]}") from exc
+    with conn:
+        saver = PostgresSaver(conn, serde=serde)
+        saver.setup()  # idempotent: creates or migrates the checkpoint tables
+        yield saver
 
 
 def run_turn(graph: Any, context: ChatContext, message: str, thread_id: str) -> Answer:
     """One chat turn on ``thread_id``; returns the answer."""
     state = graph.invoke({"message": message}, {"configurable": {"thread_id": thread_id}}, context=context)
     return state["answer"]
+
+
+def stream_turn(graph: Any, context: ChatContext, message: str, thread_id: str) -> Iterator[str | Answer]:
+    """One chat turn, streamed: grounded text pieces as they are written, then the ``Answer`` (with its facts)."""
+    streaming = ChatContext(**{**context.__dict__, "stream": True})
+    answer: Answer | None = None
+    for mode, chunk in graph.stream({"message": message}, {"configurable": {"thread_id": thread_id}},
+                                    context=streaming, stream_mode=["custom", "values"]):
+        if mode == "custom":
+            yield chunk["text"]
+        elif chunk.get("answer") is not None:
+            answer = chunk["answer"]
+    assert answer is not None, "the chat graph ended without an answer"
+    yield answer
 
 
 def thread_history(graph: Any, thread_id: str) -> list[Turn]:

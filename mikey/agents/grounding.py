@@ -95,3 +95,50 @@ def _is_fact_date(token: str, dates: set[date]) -> bool:
         return date.fromisoformat(token) in dates
     except ValueError:
         return False
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
+
+
+class StreamGrounder:
+    """Grounds a streamed narrative sentence by sentence, so no unchecked number is ever shown.
+
+    ``feed`` takes the model's text as it arrives and returns the grounded text of every sentence completed so far;
+    ``finish`` returns the rest. A sentence ends at ``.``, ``!`` or ``?`` followed by whitespace, or at a newline, so a
+    decimal point never ends one. Once ``stop`` is seen (the echo of a facts block), the rest is dropped.
+    """
+
+    def __init__(self, facts: Facts, stop: str = "<facts>") -> None:
+        self.facts = facts
+        self.stop = stop
+        self.report = GroundingReport()
+        self.text = ""
+        self._pending = ""
+        self._stopped = False
+
+    def feed(self, piece: str) -> str:
+        if self._stopped:
+            return ""
+        self._pending += piece
+        if self.stop in self._pending:
+            self._pending = self._pending.split(self.stop)[0]
+            self._stopped = True
+            return self._emit(len(self._pending))
+        ends = list(_SENTENCE_END.finditer(self._pending))
+        return self._emit(ends[-1].end()) if ends else ""
+
+    def finish(self) -> str:
+        return self._emit(len(self._pending))
+
+    def _emit(self, upto: int) -> str:
+        chunk, self._pending = self._pending[:upto], self._pending[upto:]
+        if not chunk:
+            return ""
+        if not self.text:
+            chunk = chunk.lstrip()
+        grounded, part = ground(chunk, self.facts)
+        self.report.checked += part.checked
+        self.report.matched += part.matched
+        self.report.removed.extend(part.removed)
+        self.text += grounded
+        return grounded

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Literal, TypedDict
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Literal, Protocol, TypedDict
 
-from mikey.domain import Answer, Facts, GroundingReport, Intent
+from mikey.domain import Answer, Facts, GroundingReport, Intent, NewsItem, TradeProposal
 from mikey.market.feed import PriceFeed
 from mikey.router.chat_model import ChatModel
 from mikey.settings import Settings
@@ -15,13 +16,14 @@ if TYPE_CHECKING:
     from mikey.memory.store import VectorMemory
 
 
-class Turn(TypedDict):
+class Turn(TypedDict, total=False):
     """One message of the conversation as kept in the thread's checkpoint."""
 
     role: Literal["user", "assistant"]
     content: str
     symbols: list[str]
     group: str | None
+    kind: str
 
 
 class ChatState(TypedDict, total=False):
@@ -30,7 +32,9 @@ class ChatState(TypedDict, total=False):
     message: str
     history: Annotated[list[Turn], operator.add]
     intent: Intent | None
+    preferences: dict[str, str]
     facts: Facts | None
+    proposal: TradeProposal | None
     draft: str | None
     writer_group: str | None
     writer_model: str | None
@@ -39,12 +43,28 @@ class ChatState(TypedDict, total=False):
     answer: Answer | None
 
 
+class NewsSource(Protocol):
+    """Where a chat turn reads recent headlines (the market store implements it)."""
+
+    def news(self, start: datetime, end: datetime, *, symbol: str | None = None) -> list[NewsItem]: ...
+
+
 @dataclass
 class ChatContext:
-    """What graph nodes use, built once at the composition root (CLI, API) and passed as LangGraph runtime context."""
+    """What graph nodes use, built once at the composition root (CLI, API) and passed as LangGraph runtime context.
+
+    ``stream``: the analyze step streams grounded sentences through LangGraph's custom stream (``stream_turn``).
+    """
 
     settings: Settings
     feed: PriceFeed
     chat_model: ChatModel
     group: str | None = None
     memory: VectorMemory | None = None
+    news: NewsSource | None = None
+    user_id: str | None = None
+    stream: bool = False
+
+    @property
+    def user(self) -> str:
+        return self.user_id or self.settings.user_id

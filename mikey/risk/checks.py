@@ -43,6 +43,16 @@ class RiskLimits(BaseModel):
         10.0, ge=0, lt=100, description="Smallest distance to liquidation, % of the current price.")
 
 
+LIMITS_BY_TOLERANCE: dict[str, RiskLimits] = {
+    "low": RiskLimits(max_leverage=5.0, max_daily_loss_pct=15.0, max_drawdown_pct=40.0, max_var_99_pct=10.0,
+                      min_distance_to_liquidation_pct=20.0),
+    "medium": RiskLimits(),
+    "high": RiskLimits(max_leverage=50.0, max_daily_loss_pct=50.0, max_drawdown_pct=80.0, max_var_99_pct=35.0,
+                       min_distance_to_liquidation_pct=5.0),
+}
+"""Limits for a trader's stated risk tolerance (a remembered chat preference); "medium" is the default set."""
+
+
 def loss_pct_of_collateral(move: float, leverage: float) -> float:
     """A price move against the position (fraction) as a loss in % of collateral, capped at 100 (liquidation)."""
     return min(100.0, move * leverage * 100.0)

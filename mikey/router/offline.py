@@ -19,14 +19,39 @@ def facts_block(facts: Facts) -> str:
     """The facts as a writer sees them: ``name: display`` lines between ``<facts>`` tags.
 
     Plain lines rather than JSON: small local models copy numbers from them far more faithfully, and the offline
-    writer parses them back just as reliably.
+    writer parses them back just as reliably. Readings that are words (signal, sentiment, patterns, risk level) are
+    lines too; they hold no numbers, so grounding has nothing to check in them.
     """
     numbers = facts.numbers()
     lines = [f"symbol: {facts.symbol}"]
     if numbers:
         lines.append(f"as_of: {numbers[0].as_of.date().isoformat()}")
     lines += [f"{f.name}: {f.display}" for f in numbers]
+    lines += [f"{name}: {text}" for name, text in qualitative(facts).items()]
     return "<facts>\n" + "\n".join(lines) + "\n</facts>"
+
+
+def qualitative(facts: Facts) -> dict[str, str]:
+    """The word readings of the facts: signal action and its leading factors, sentiment, patterns, risk level."""
+    out: dict[str, str] = {}
+    if facts.signal is not None:
+        out["signal"] = facts.signal.action
+        leading = sorted(facts.signal.factors, key=lambda f: abs(f.contribution), reverse=True)
+        drivers = [f"{f.name} ({'bullish' if f.contribution > 0 else 'bearish'})" for f in leading[:3]
+                   if f.contribution != 0]
+        if drivers:
+            out["signal_drivers"] = ", ".join(drivers)
+    if facts.sentiment is not None and facts.sentiment.items:
+        out["sentiment"] = facts.sentiment.label
+    named = [f"{p.direction} {p.name}" for p in facts.patterns if p.level is None]
+    if named:
+        out["patterns"] = ", ".join(named[:4])
+    if facts.risk is not None:
+        out["risk_level"] = facts.risk.risk_level
+        out["position"] = f"{facts.risk.side} {facts.risk.market}"
+    if facts.compared:
+        out["compared"] = ", ".join(other.symbol for other in facts.compared)
+    return out
 
 
 def parse_facts(messages: list[dict[str, Any]]) -> dict[str, Any]:
@@ -73,7 +98,47 @@ def render(payload: dict[str, Any]) -> str:
         out.append(f"{band}, {side} the middle band at {f['bb_middle']}.")
     if "atr_14" in f:
         out.append(f"ATR(14) is {f['atr_14']} USD, the typical daily range.")
+    if "signal" in f:
+        line = f"The code signal is {f['signal']}"
+        if "signal_strength" in f:
+            line += f" with strength {f['signal_strength']}"
+        out.append(line + (f", led by {f['signal_drivers']}." if "signal_drivers" in f else "."))
+    if "sentiment" in f:
+        score = f" ({f['sentiment_score']})" if "sentiment_score" in f else ""
+        out.append(f"News sentiment is {f['sentiment']}{score}.")
+    levels = [f"{kind} near {f[kind + '_level']}" for kind in ("support", "resistance") if kind + "_level" in f]
+    if levels:
+        out.append(f"Code-found levels: {' and '.join(levels)}.")
+    if "patterns" in f:
+        out.append(f"Patterns: {f['patterns']}.")
+    out += _risk_sentences(f)
+    for other in [s.strip() for s in f.get("compared", "").split(",") if s.strip()]:
+        key = other.lower()
+        if f"{key}_price" in f:
+            line = f"{other} last closed at {f[key + '_price']} USD"
+            if f"{key}_change_1d_pct" in f:
+                line += f", {f[key + '_change_1d_pct']} on the day"
+            if f"{key}_rsi_14" in f:
+                line += f", RSI(14) {f[key + '_rsi_14']}"
+            out.append(line + ".")
     return " ".join(out) if out else f"No facts are available for {symbol}."
+
+
+def _risk_sentences(f: dict[str, str]) -> list[str]:
+    if "risk_level" not in f:
+        return []
+    out = []
+    if "position_leverage" in f:
+        out.append(f"A {f['position_leverage']} {f.get('position', 'position')} with {f['position_collateral']} USD "
+                   f"collateral has a notional of {f['position_notional']} USD.")
+    if "liquidation_price" in f:
+        distance = f" ({f['distance_to_liquidation_pct']} away)" if "distance_to_liquidation_pct" in f else ""
+        out.append(f"Its liquidation price is {f['liquidation_price']} USD{distance}.")
+    if "var_95_pct" in f:
+        out.append(f"1-day VaR(95) is {f['var_95_pct']} of notional.")
+    if "risk_score" in f:
+        out.append(f"Risk score {f['risk_score']} of 100: {f['risk_level']}.")
+    return out
 
 
 def handler() -> Any:

@@ -16,7 +16,11 @@ from mikey.router.groups import model_groups
 
 
 def chat_with(settings, model, name: str = "writer"):
-    """A chat context whose `local` group is the given fake; `offline` stays the real writer."""
+    """A chat context whose `local` group is the given fake; `offline` stays the real writer.
+
+    The rule parser understands the message here (these tests script the analyze step; test_conversations.py
+    covers the understand model)."""
+    settings = settings.model_copy(update={"understand_with_model": False})
     groups = model_groups(settings)
     groups["local"] = fake.fake_group("local", name, model, family="local")
     context = ChatContext(settings=settings, feed=ReplayFeed(), chat_model=RouterChatModel(settings, groups),
@@ -106,7 +110,12 @@ def test_facts_from_previous_turn_do_not_leak(settings, graph) -> None:
 def test_trade_request_never_trades(settings, graph) -> None:
     context = chat_with(settings, fake.ScriptedModel(["SOL is steady."]))
     answer = run_turn(graph, context, "open a 5x long on SOL with 300 USDC", "t")
-    assert "MIKEY never places a trade from chat." in answer.notice
+    assert "MIKEY never places a trade from chat" in answer.notice
+    proposal = answer.proposal
+    assert proposal.status == "awaiting_approval"
+    assert (proposal.market, proposal.side, proposal.leverage, proposal.collateral) == ("SOL", "long", 5.0, 300.0)
+    assert proposal.size == pytest.approx(300 * 5 / 21.780764)
+    assert proposal.risk.liquidation_price is not None and proposal.risk.liquidation_price < 21.780764
 
 
 def test_checkpoint_round_trip_is_clean(settings, graph, caplog) -> None:

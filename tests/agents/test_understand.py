@@ -23,7 +23,8 @@ from mikey.domain import Intent
 )
 def test_known_markets_and_kinds(message: str, kind: str, found: list[str]) -> None:
     """Known markets are recognised in any spelling; the kind follows the wording (two markets imply compare)."""
-    assert parse(message) == Intent(kind=kind, symbols=found, unknown_symbols=[])
+    intent = parse(message)
+    assert (intent.kind, intent.symbols, intent.unknown_symbols) == (kind, found, [])
 
 
 def test_unknown_ticker_is_reported_not_guessed() -> None:
@@ -84,3 +85,36 @@ def test_greeting_does_not_inherit_previous_market() -> None:
 def test_named_market_overrides_previous() -> None:
     """A follow-up that names a market is about that market only."""
     assert parse("and BTC?", previous_symbols=["SOL"]).symbols == ["BTC"]
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("open a 5x long on SOL with 300 USDC", {"kind": "trade", "side": "long", "leverage": 5, "collateral": 300}),
+        ("go short ETH 10x with $1,500", {"kind": "trade", "side": "short", "leverage": 10, "collateral": 1500}),
+        ("5x long SOL 300 usdc", {"kind": "trade", "side": "long", "leverage": 5, "collateral": 300}),
+        ("how risky is a 20x long on BTC?", {"kind": "risk", "side": "long", "leverage": 20, "collateral": None}),
+        ("where would a 3x short on sol get liquidated?", {"kind": "risk", "side": "short", "leverage": 3}),
+        ("SOL outlook for this week", {"kind": "analysis", "timeframe": "1w"}),
+        ("btc hourly", {"kind": "analysis", "timeframe": "1h"}),
+    ],
+)
+def test_position_parameters_and_timeframe(message: str, expected: dict) -> None:
+    """Side, leverage, collateral and timeframe come from the user's words; a question about risk is not an order."""
+    intent = parse(message)
+    for field, value in expected.items():
+        assert getattr(intent, field) == value, field
+
+
+@pytest.mark.parametrize(
+    ("message", "tolerance", "favourites"),
+    [
+        ("I'm a conservative trader", "low", []),
+        ("I am pretty aggressive, I mostly trade SOL and ETH", "high", ["SOL", "ETH"]),
+        ("my favourite coin is bitcoin", None, ["BTC"]),
+    ],
+)
+def test_preferences_are_read(message: str, tolerance: str | None, favourites: list[str]) -> None:
+    """Risk tolerance and favourite markets are stated in plain words; a message that only states them is smalltalk."""
+    intent = parse(message)
+    assert (intent.risk_tolerance, intent.favourite_markets) == (tolerance, favourites)

@@ -1,0 +1,183 @@
+"""The gather step of a chat turn: which tools an intent needs, run in parallel, into one typed ``Facts``.
+
+Every tool result lands in ``Facts`` with a ``Provenance`` (tool, source, as-of); a tool that fails leaves its field
+empty and its error in the provenance, and the turn goes on with the rest. Trade intents also get a
+``TradeProposal``: built only from parameters the user wrote, with the risk engine's assessment, and never executed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from mikey.agents.state import ChatContext
+from mikey.analysis.indicators import PARAMETERS
+from mikey.domain import Facts, Intent, NewsItem, PositionInput, Provenance, Recall, TradeProposal
+from mikey.errors import MikeyError
+from mikey.tools import market as market_tools
+
+ANALYSIS_KINDS = frozenset({"analysis", "explain", "compare", "alert"})
+POSITION_KINDS = frozenset({"risk", "trade"})
+MAX_COMPARED = 3
+DEFAULT_COLLATERAL = 1000.0
+"""USD collateral assumed for a risk question that names none ("how risky is 10x long SOL?"); the answer says so."""
+
+
+@dataclass
+class Gathered:
+    facts: Facts
+    proposal: TradeProposal | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def plan(intent: Intent) -> list[str]:
+    """The tools an intent needs, by name, for its first market."""
+    tools = ["quote", "indicators"]
+    if intent.kind in ANALYSIS_KINDS:
+        tools += ["analysis", "memory"]
+    if intent.kind in POSITION_KINDS:
+        tools.append("risk")
+    return tools
+
+
+def gather(ctx: ChatContext, intent: Intent, message: str, preferences: dict[str, str]) -> Gathered:
+    """Run the intent's tools in parallel; a failing tool is recorded, not raised."""
+    symbol, others = intent.symbols[0], intent.symbols[1:MAX_COMPARED]
+    tools = plan(intent)
+    news = _news(ctx, intent.symbols) if "analysis" in tools else {}
+    position = _position(intent) if "risk" in tools else None
+    calls: dict[str, Callable[[], Any]] = {
+        "quote": lambda: market_tools.get_quote(ctx.feed, symbol),
+        "indicators": lambda: market_tools.get_indicators(ctx.feed, symbol),
+        "analysis": lambda: _analysis(ctx, symbol, news.get(symbol, [])),
+        "memory": lambda: _recall(ctx, message, symbol),
+        "risk": lambda: _risk(ctx, symbol, position, intent.risk_tolerance or preferences.get("risk_tolerance")),
+    }
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {name: pool.submit(calls[name]) for name in tools}
+        compared = [pool.submit(_market_facts, ctx, other, news.get(other, [])) for other in others]
+        results, provenance = _collect(futures, ctx)
+        facts = Facts(symbol=symbol, parameters=dict(PARAMETERS), provenance=provenance,
+                      quote=results.get("quote"), indicators=results.get("indicators"),
+                      risk=results.get("risk"), memories=results.get("memory") or [], news=news.get(symbol, []))
+        if (report := results.get("analysis")) is not None:
+            facts = facts.model_copy(update={"patterns": report.patterns, "sentiment": report.sentiment,
+                                             "signal": report.signal})
+        facts.compared = [f.result() for f in compared]
+    gathered = Gathered(facts=facts)
+    if position is not None and position.get("assumed"):
+        gathered.notes.append(f"Assumed {position['assumed']} (not given in the question).")
+    if intent.kind == "trade":
+        gathered.proposal, missing = _proposal(intent, facts)
+        if missing:
+            gathered.notes.append(f"To propose a trade I need the {', '.join(missing)} in your message, e.g. "
+                                  f"\"open a 5x long on {symbol} with 300 USDC\". Nothing was proposed.")
+    return gathered
+
+
+def _collect(futures: dict[str, Future[Any]], ctx: ChatContext) -> tuple[dict[str, Any], list[Provenance]]:
+    results: dict[str, Any] = {}
+    provenance: list[Provenance] = []
+    for name, future in futures.items():
+        source = "chroma" if name == "memory" else "risk engine" if name == "risk" else ctx.feed.name
+        try:
+            value = future.result()
+        except MikeyError as exc:
+            provenance.append(Provenance(tool=name, source=source, error=str(exc)))
+            continue
+        results[name] = value
+        provenance.append(Provenance(tool=name, source=source, as_of=getattr(value, "as_of", None)))
+    return results, provenance
+
+
+def _market_facts(ctx: ChatContext, symbol: str, news: list[NewsItem]) -> Facts:
+    """The facts of one more market of a comparison: quote, indicators, signal."""
+    futures = {"quote": lambda: market_tools.get_quote(ctx.feed, symbol),
+               "indicators": lambda: market_tools.get_indicators(ctx.feed, symbol),
+               "analysis": lambda: _analysis(ctx, symbol, news)}
+    results: dict[str, Any] = {}
+    provenance: list[Provenance] = []
+    for name, call in futures.items():
+        try:
+            results[name] = call()
+            provenance.append(Provenance(tool=name, source=ctx.feed.name, as_of=getattr(results[name], "as_of", None)))
+        except MikeyError as exc:
+            provenance.append(Provenance(tool=name, source=ctx.feed.name, error=str(exc)))
+    report = results.get("analysis")
+    return Facts(symbol=symbol, quote=results.get("quote"), indicators=results.get("indicators"),
+                 signal=report.signal if report else None, provenance=provenance)
+
+
+def _analysis(ctx: ChatContext, symbol: str, news: list[NewsItem]) -> Any:
+    from mikey.tools.analysis import analyze_market
+
+    return analyze_market(ctx.feed, symbol, news=news)
+
+
+def _news(ctx: ChatContext, markets: list[str]) -> dict[str, list[NewsItem]]:
+    """Recent headlines per market from the news source, up to the feed's clock."""
+    if ctx.news is None:
+        return {}
+    out: dict[str, list[NewsItem]] = {}
+    for symbol in markets[:MAX_COMPARED]:
+        end = _clock(ctx, symbol)
+        try:
+            out[symbol] = ctx.news.news(end - timedelta(days=ctx.settings.news_lookback_days), end, symbol=symbol)
+        except MikeyError:
+            out[symbol] = []
+    return out
+
+
+def _clock(ctx: ChatContext, symbol: str) -> datetime:
+    """The feed's "now" for ``symbol`` (a replay's as-of bar), else the wall clock."""
+    now = getattr(ctx.feed, "now", None)
+    return now(symbol) if callable(now) else datetime.now(UTC)
+
+
+def _recall(ctx: ChatContext, message: str, symbol: str) -> list[Recall]:
+    if ctx.memory is None or ctx.settings.memory_recall_k == 0:
+        return []
+    return ctx.memory.recall(message, k=ctx.settings.memory_recall_k, user_id=ctx.user, symbol=symbol)
+
+
+def _position(intent: Intent) -> dict[str, Any]:
+    """Side, leverage and collateral of the position the question is about; defaults are named in ``assumed``."""
+    assumed = []
+    side = intent.side or "long"
+    if intent.side is None:
+        assumed.append("a long position")
+    leverage = intent.leverage or 1.0
+    if intent.leverage is None:
+        assumed.append("1x leverage")
+    collateral = intent.collateral or DEFAULT_COLLATERAL
+    if intent.collateral is None:
+        assumed.append(f"{DEFAULT_COLLATERAL:,.0f} USD collateral")
+    return {"side": side, "leverage": leverage, "collateral": collateral, "assumed": ", ".join(assumed)}
+
+
+def _risk(ctx: ChatContext, symbol: str, position: dict[str, Any] | None, tolerance: str | None) -> Any:
+    from mikey.risk.checks import LIMITS_BY_TOLERANCE
+    from mikey.tools.risk import assess_with_history, history_from_feed
+
+    assert position is not None
+    history = history_from_feed(ctx.feed, symbol)
+    size = position["collateral"] * position["leverage"] / history.price
+    request = PositionInput(market=symbol, side=position["side"], size=size, collateral=position["collateral"],
+                            leverage=position["leverage"])
+    return assess_with_history(request, history, limits=LIMITS_BY_TOLERANCE.get(tolerance or "medium"))
+
+
+def _proposal(intent: Intent, facts: Facts) -> tuple[TradeProposal | None, list[str]]:
+    """A proposal when the user wrote side, leverage and collateral and the risk engine assessed it."""
+    missing = [name for name, value in (("side (long or short)", intent.side), ("leverage", intent.leverage),
+                                        ("collateral", intent.collateral)) if value is None]
+    if missing or facts.risk is None:
+        return None, missing or ["market data for the risk assessment"]
+    risk = facts.risk
+    return TradeProposal(id=uuid.uuid4().hex[:12], market=risk.market, side=risk.side, leverage=risk.leverage,
+                         collateral=risk.collateral, size=risk.size, entry_price=risk.entry_price, risk=risk,
+                         created_at=datetime.now(UTC)), []
