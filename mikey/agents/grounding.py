@@ -2,9 +2,10 @@
 
 A number matches a fact when it equals the fact after the rounding the writer visibly used (``21.8`` matches
 21.780764, ``22`` matches 21.78, ``20`` does not), with ``k``/``M``/``B`` suffixes and thousands separators
-understood. Unsigned numbers are compared by magnitude (a writer says "down 3.1%"); signed ones by value. An ISO date
-matches only a fact's as-of date. Indicator parameters (the 14 of "RSI(14)") match only where they read as
-parameters. Anything else is replaced by ``UNVERIFIED`` and listed in the report.
+understood, and a leverage such as ``5x`` read as 5. Unsigned numbers are compared by magnitude (a writer says
+"down 3.1%"); signed ones by value. An ISO date matches only a fact's as-of date. Indicator parameters (the 14 of
+"RSI(14)") match only where they read as parameters. Anything else is replaced by ``UNVERIFIED`` and listed in the
+report.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from mikey.domain import Facts, GroundingReport
 UNVERIFIED = "[unverified]"
 
 _DATE = r"\d{4}-\d{2}-\d{2}"
-_NUMBER = r"[-+\u2212]?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s?[kKMB](?![A-Za-z]))?%?"
+_NUMBER = r"[-+\u2212]?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s?[kKMB](?![A-Za-z]))?(?:%|x(?![A-Za-z]))?"
 _TOKEN = re.compile(rf"(?<![\w.])(?:(?P<date>{_DATE})|(?P<num>{_NUMBER}))(?![\w]|\.\d)")
 _SCALE = {"k": 1e3, "K": 1e3, "M": 1e6, "B": 1e9}
 
 
 def _parse(token: str) -> tuple[float, float, bool]:
     """(value, rounding tolerance, signed?) of a number token as written."""
-    text = token.replace("\u2212", "-").replace("$", "").replace(",", "").rstrip("%").strip()
+    text = token.replace("\u2212", "-").replace("$", "").replace(",", "").rstrip("%x").strip()
     signed = text[:1] in "+-"
     scale = 1.0
     if text[-1:] in _SCALE:
