@@ -34,12 +34,14 @@ EXIT_WORDS = {"exit", "quit", ":q", "bye"}
 def _register_subcommands() -> None:
     from mikey.cli_analyze import analyze
     from mikey.cli_data import data_app
+    from mikey.cli_insights import insights
     from mikey.cli_risk import risk_app, serve
 
     app.add_typer(data_app, name="data")
     app.add_typer(risk_app, name="risk")
     app.command()(analyze)
     app.command()(serve)
+    app.command()(insights)
 
 
 def _settings(**overrides: object) -> Settings:

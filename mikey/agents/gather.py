@@ -1,8 +1,10 @@
 """The gather step of a chat turn: which tools an intent needs, run in parallel, into one typed ``Facts``.
 
 Every tool result lands in ``Facts`` with a ``Provenance`` (tool, source, as-of); a tool that fails leaves its field
-empty and its error in the provenance, and the turn goes on with the rest. Trade intents also get a
-``TradeProposal``: built only from parameters the user wrote, with the risk engine's assessment, and never executed.
+empty and its error in the provenance, and the turn goes on with the rest, except the first market's quote: without
+it there is nothing to answer about, and its error ("no SOL data on or before 2019-01-01") is the turn's. Trade
+intents also get a ``TradeProposal``: built only from parameters the user wrote, with the risk engine's assessment,
+and never executed.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ def gather(ctx: ChatContext, intent: Intent, message: str, preferences: dict[str
         futures = {name: pool.submit(calls[name]) for name in tools}
         compared = [pool.submit(_market_facts, ctx, other, news.get(other, [])) for other in others]
         results, provenance = _collect(futures, ctx)
+        if "quote" not in results:  # no answer about a market without its price: the user gets the reason
+            futures["quote"].result()
         facts = Facts(symbol=symbol, parameters=dict(PARAMETERS), provenance=provenance,
                       quote=results.get("quote"), indicators=results.get("indicators"),
                       risk=results.get("risk"), memories=results.get("memory") or [], news=news.get(symbol, []))

@@ -1,0 +1,119 @@
+"""``mikey insights``: the analysis pipeline over a watchlist, once or on a schedule, as panels or JSON lines.
+
+The pipeline, the router and the engines load inside the command, so ``mikey --help`` stays light.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from mikey.agents.pipeline import WatchlistResult
+    from mikey.domain import Insight
+    from mikey.settings import Settings
+
+SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
+
+
+def insights(
+    markets: Annotated[list[str] | None, typer.Argument(metavar="SYMBOLS",
+                                                        help="Markets, e.g. SOL BTC; default: every supported one.")]
+    = None,
+    every: Annotated[float | None, typer.Option("--every", min=0.05, metavar="MINUTES",
+                                                help="Repeat every MINUTES until Ctrl-C; default: run once.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON Insight per line instead of panels.")] = False,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model group to ask first.")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Replay clock, YYYY-MM-DD.")] = None,
+) -> None:
+    """Market summary feed: one insight per market (summary, signal, risk, recommendations, alerts).
+
+    Numbers and recommendations are computed by code; a model writes the summary, checked against the facts.
+    A market that fails is reported on stderr and the others go on; the exit code is 1 if any failed.
+    """
+    from mikey.agents.pipeline import PipelineContext, run_watchlist
+    from mikey.cli import _memory, _parse_date, _settings
+    from mikey.market import symbols
+    from mikey.market.feeds import open_feed
+    from mikey.router.chat_model import RouterChatModel
+    from mikey.router.ledger import Ledger
+
+    settings = _settings(as_of=_parse_date(as_of, "--as-of") if as_of else None)
+    names = list(markets or symbols.SUPPORTED)
+    chat_model = RouterChatModel(settings, ledger=Ledger(settings.ledger_db))
+    group = model or settings.default_model
+    chat_model.chain("analyze", group)  # a clear error now for an unknown or unusable group
+    context = PipelineContext(settings=settings, feed=open_feed(settings), chat_model=chat_model, group=group,
+                              memory=_memory(settings))
+    from rich.console import Console
+
+    console = Console()
+    try:
+        while True:
+            context.news = _stored_news(settings, names)
+            result = run_watchlist(context, names)
+            if every is not None and not as_json:
+                console.print(f"[dim]insights at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC[/dim]")
+            _show(console, result, as_json)
+            if every is None:
+                if result.errors:
+                    raise typer.Exit(1)
+                return
+            context.previous = {i.symbol: i for i in result.insights}
+            time.sleep(every * 60)
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+
+
+def _stored_news(settings: Settings, names: list[str]) -> list[Any]:
+    """Last week's stored news and posts of the watchlist's markets (none without a market store)."""
+    from mikey.cli_analyze import _news
+    from mikey.market import symbols
+
+    found: dict[tuple[str, str], Any] = {}
+    for market in dict.fromkeys(m for m in map(symbols.normalize, names) if m is not None):
+        for item in _news(settings, market):
+            found.setdefault((type(item).__name__, item.id), item)  # an item tagged with two markets counts once
+    return list(found.values())
+
+
+def _show(console: Any, result: WatchlistResult, as_json: bool) -> None:
+    import json
+
+    for insight in result.insights:
+        if as_json:
+            typer.echo(json.dumps(insight.model_dump(mode="json")))
+        else:
+            console.print(panel(insight))
+    for name, message in result.errors.items():
+        print(f"error: {name}: {message}", file=sys.stderr)
+
+
+def panel(insight: Insight) -> Any:
+    """One insight as a rich panel. Model and headline text is shown as plain text, never as markup."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.text import Text
+
+    s, m, g = insight.signal, insight.sentiment, insight.grounding
+    parts: list[Any] = [Text(insight.summary), Text()]
+    parts.append(Text.assemble(("Signal ", "bold"), f"{s.action} strength {s.strength:.2f}   ",
+                               ("Sentiment ", "bold"), f"{m.label} {m.score:+.2f} ({m.items} items)   ",
+                               ("Risk ", "bold"), f"{insight.risk_level} {insight.risk_score:.0f}/100 "
+                                                  "(1x long reference)"))
+    if insight.recommendations:
+        parts.append(Text("Recommendations", style="bold"))
+        parts += [Text(f"  - {line}") for line in insight.recommendations]
+    if insight.alerts:
+        parts.append(Text("Alerts", style="bold"))
+        parts += [Text.assemble("  ", (a.severity, SEVERITY_STYLE[a.severity]), f" {a.message}")
+                  for a in insight.alerts]
+    checked = f"{g.matched}/{g.checked} numbers matched the facts" if g.checked else "no numbers to check"
+    removed = f", {len(g.removed)} removed" if g.removed else ""
+    parts.append(Text(f"Summary written by {insight.group} ({insight.model}); {checked}{removed}.", style="dim"))
+    price = f" {insight.facts.quote.price} USD" if insight.facts.quote is not None else ""
+    return Panel(Group(*parts), title=f"{insight.symbol}{price} · {insight.as_of:%Y-%m-%d}", title_align="left")
