@@ -9,15 +9,16 @@ from __future__ import annotations
 import os
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from mikey.errors import ConfigError, InvalidInput, MikeyError
 
 if TYPE_CHECKING:
-    from mikey.domain import Answer
     from mikey.settings import Settings
 
 app = typer.Typer(
@@ -63,15 +64,19 @@ def chat(
     thread: Annotated[str | None, typer.Option("--thread", "-t", help="Conversation to continue.")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model group to ask first.")] = None,
     as_of: Annotated[str | None, typer.Option("--as-of", help="Replay clock, YYYY-MM-DD.")] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Whose preferences and memories to use.")] = None,
+    stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Show the words as they are written.")] = True,
 ) -> None:
     """Chat with MIKEY about BTC, ETH and SOL."""
-    from mikey.agents.chat import build_chat_graph, open_checkpointer, run_turn, thread_history
+    from mikey.agents.chat import build_chat_graph, open_checkpointer, thread_history
     from mikey.agents.state import ChatContext
     from mikey.market.feeds import open_feed
     from mikey.router.chat_model import RouterChatModel
 
     if message is not None and not message.strip():
         raise InvalidInput("the message is empty; ask something like: mikey chat \"How is SOL doing?\"")
+    if user is not None and not user.strip():
+        raise InvalidInput("--user is empty; give a name, e.g. --user alice")
     clock = _parse_date(as_of, "--as-of") if as_of else None
     settings = _settings(as_of=clock)
     from mikey.router.ledger import Ledger
@@ -79,19 +84,20 @@ def chat(
     chat_model = RouterChatModel(settings, ledger=Ledger(settings.ledger_db))
     group = model or settings.default_model
     chat_model.chain("analyze", group)  # a clear error now for an unknown or unusable group
-    context = ChatContext(settings=settings, feed=open_feed(settings),
-                          chat_model=chat_model, group=group, memory=_memory(settings))
+    news = _news_store(settings)
+    context = ChatContext(settings=settings, feed=open_feed(settings), chat_model=chat_model, group=group,
+                          memory=_memory(settings), news=news, user_id=user)
     thread_id = thread or uuid.uuid4().hex[:8]
     from rich.console import Console
 
     console = Console()
-    with open_checkpointer(settings) as checkpointer:
+    with open_checkpointer(settings) as checkpointer, _closing(news):
         graph = build_chat_graph(checkpointer)
         earlier = len(thread_history(graph, thread_id))
         if thread and earlier:
             console.print(f"[dim]continuing thread {thread_id} ({earlier} earlier messages)[/dim]")
         if message is not None:
-            _show(console, run_turn(graph, context, message, thread_id))
+            _turn(console, graph, context, message, thread_id, stream)
             console.print(f"[dim]thread {thread_id} — continue with: mikey chat --thread {thread_id}[/dim]")
             return
         chain = " -> ".join(chat_model.chain("analyze", group))
@@ -107,9 +113,43 @@ def chat(
             if not line:
                 continue
             try:
-                _show(console, run_turn(graph, context, line, thread_id))
+                _turn(console, graph, context, line, thread_id, stream)
             except MikeyError as exc:  # one bad turn does not end the session
                 console.print(f"[red]error:[/red] {exc}")
+
+
+def _turn(console: Any, graph: Any, context: Any, message: str, thread_id: str, stream: bool) -> None:
+    """One turn: streamed words (grounded sentence by sentence) then the card, or the whole answer at once."""
+    from mikey.agents.chat import run_turn, stream_turn
+    from mikey.cli_render import render_answer
+
+    if not stream:
+        render_answer(console, run_turn(graph, context, message, thread_id))
+        return
+    for piece in stream_turn(graph, context, message, thread_id):
+        if isinstance(piece, str):
+            console.out(piece, end="", highlight=False)
+        else:
+            console.out("")
+            render_answer(console, piece, text_shown=True)
+
+
+@contextmanager
+def _closing(resource: Any) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if resource is not None:
+            resource.close()
+
+
+def _news_store(settings: Settings) -> Any:
+    """The market store as the chat's news source, when one exists (``mikey data ingest`` fills it)."""
+    if not settings.market_db.exists() and not settings.database_url:
+        return None
+    from mikey.market.store import open_store
+
+    return open_store(settings)
 
 
 def _memory(settings: Settings) -> object | None:
@@ -118,12 +158,6 @@ def _memory(settings: Settings) -> object | None:
     from mikey.memory.store import open_memory
 
     return open_memory(settings)
-
-
-def _show(console: object, answer: Answer) -> None:
-    from mikey.cli_render import render_answer
-
-    render_answer(console, answer)
 
 
 @app.command()

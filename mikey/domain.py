@@ -215,10 +215,14 @@ class Facts(BaseModel):
             m = self.sentiment
             out.append(Fact(name="sentiment_score", label=f"Sentiment ({m.items} items)", value=m.score,
                             display=f"{m.score:+.2f}", source=m.method, as_of=m.as_of or _as_of(out)))
-        for p in self.patterns:
-            if p.level is not None:
-                out.append(Fact(name=f"{p.kind}_level", label=f"{p.name.capitalize()} level", value=p.level,
-                                display=f"{p.level:.4f}", source="patterns", as_of=p.end))
+        price = float(self.quote.price) if self.quote is not None else None
+        for kind in ("support", "resistance"):
+            levels = [p for p in self.patterns if p.kind == kind and p.level is not None]
+            if price is not None:  # nearest first: support_1 is the closest support
+                levels.sort(key=lambda p: abs(price - p.level))
+            for i, p in enumerate(levels, 1):
+                out.append(Fact(name=f"{kind}_{i}", label=f"{kind.capitalize()} {i}", value=p.level,
+                                display=f"{p.level:.4f}", source=f"patterns({p.bars} bars)", as_of=p.end))
         if self.risk is not None:
             out += _risk_numbers(self.risk)
         for other in self.compared:

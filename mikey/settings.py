@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MODEL_GROUPS = ("gpt-4", "claude", "gemini", "local", "offline")
 HOSTED_CHAIN = ["gpt-4", "claude", "gemini", "local", "offline"]
+UNDERSTAND_CHAIN = ["gpt-4", "claude", "gemini"]
 
 ProviderFamily = Literal["openai", "anthropic", "google", "local", "offline", "other"]
 
@@ -71,9 +72,11 @@ class Settings(BaseSettings):
         default_factory=lambda: {
             "default": list(HOSTED_CHAIN),
             "judge": ["claude", "gemini", "gpt-4", "local"],
+            "understand": list(UNDERSTAND_CHAIN),
         },
         description="Ordered model groups per role (understand, analyze, chat, judge, ...); 'default' covers the rest."
-        " Groups that are not usable are skipped; offline, where listed, ends the chain.",
+        " Groups that are not usable are skipped; offline, where listed, ends the chain. The understand role"
+        " asks only the groups it lists (SmolLM2-135M misreads intents, so local is not listed by default).",
     )
     deployments: list[DeploymentSpec] = Field(
         default_factory=list, description="Extra deployments, as JSON in MIKEY_DEPLOYMENTS."

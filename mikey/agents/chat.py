@@ -48,8 +48,8 @@ def understand_node(state: ChatState, config: RunnableConfig, runtime: Runtime[C
     """The intent (model parse checked by rules); remembered preferences fill in what the message leaves open."""
     ctx = runtime.context
     previous = next((t["symbols"] for t in reversed(state.get("history") or []) if t.get("symbols")), None)
-    chat_model = ctx.chat_model if ctx.settings.understand_with_model else None
-    intent, why = understand.understand(state["message"], previous, chat_model, group=ctx.group,
+    groups = understand.understand_groups(ctx.chat_model, ctx.settings) if ctx.settings.understand_with_model else []
+    intent, why = understand.understand(state["message"], previous, ctx.chat_model, groups=groups,
                                         thread_id=_thread(config))
     preferences = _preferences(ctx)
     favourites = [s for s in preferences.get("favourite_markets", "").split(",") if s]

@@ -377,8 +377,8 @@ def _leverage_sentence(var_95: float, shown: str) -> str:
 
 def _level_sentences(price: float, price_shown: str, numbers: Sequence[Fact]) -> list[str]:
     """Nearest support below and resistance above the price, when within ``LEVEL_PROXIMITY_PCT``."""
-    below = [f for f in numbers if f.name == "support_level" and f.value <= price]
-    above = [f for f in numbers if f.name == "resistance_level" and f.value >= price]
+    below = [f for f in numbers if f.name.startswith("support_") and f.value <= price]
+    above = [f for f in numbers if f.name.startswith("resistance_") and f.value >= price]
     out = []
     near = f"{LEVEL_PROXIMITY_PCT:g}%"
     if below:

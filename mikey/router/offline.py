@@ -106,7 +106,7 @@ def render(payload: dict[str, Any]) -> str:
     if "sentiment" in f:
         score = f" ({f['sentiment_score']})" if "sentiment_score" in f else ""
         out.append(f"News sentiment is {f['sentiment']}{score}.")
-    levels = [f"{kind} near {f[kind + '_level']}" for kind in ("support", "resistance") if kind + "_level" in f]
+    levels = [f"{kind} near {f[kind + '_1']}" for kind in ("support", "resistance") if kind + "_1" in f]
     if levels:
         out.append(f"Code-found levels: {' and '.join(levels)}.")
     if "patterns" in f:

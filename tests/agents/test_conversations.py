@@ -78,7 +78,13 @@ def graph(settings):
         yield build_chat_graph(checkpointer)
 
 
+def understood_by_local(settings):
+    """The fake sits in the local group; the understand role lists only hosted groups by default."""
+    return settings.model_copy(update={"roles": {**settings.roles, "understand": ["local"]}})
+
+
 def context_for(settings, model: Scripted, ledger: Ledger | None = None, **extra: Any) -> ChatContext:
+    settings = understood_by_local(settings)
     groups = model_groups(settings)
     groups["local"] = fake.fake_group("local", "conversation", fake.FunctionModel(model), family="local")
     return ChatContext(settings=settings, feed=ReplayFeed(), chat_model=RouterChatModel(settings, groups, ledger),
@@ -112,6 +118,8 @@ def test_market_intents_gather_their_tools(settings, graph, ledger, message, scr
     assert answer.intent.kind == kind
     assert answer.intent.parsed_by == "local+rules"
     assert {p.tool for p in answer.facts.provenance} == gathered
+    names = [f.name for f in answer.facts.numbers()]
+    assert len(names) == len(set(names)), "the facts block is a mapping: names must be unique"
     assert all(p.error is None for p in answer.facts.provenance)
     assert answer.grounding.removed == [] and answer.grounding.checked >= 2
     assert (answer.group, answer.model) == ("local", "mikey-fake/conversation")
@@ -167,6 +175,7 @@ def test_broken_understand_model_falls_back_to_rules(settings, graph, ledger) ->
             return "I think they mean Solana!"
         return copy_facts(messages)
 
+    settings = understood_by_local(settings)
     groups = model_groups(settings)
     groups["local"] = fake.fake_group("local", "broken", fake.FunctionModel(broken), family="local")
     context = ChatContext(settings=settings, feed=ReplayFeed(), chat_model=RouterChatModel(settings, groups, ledger),
@@ -300,3 +309,17 @@ def test_a_failing_tool_is_recorded_and_the_turn_goes_on(settings, graph) -> Non
     assert all(errors.values())
     assert answer.facts.quote is not None and answer.facts.indicators is None and answer.facts.signal is None
     assert answer.grounding.removed == []
+
+
+def test_understand_asks_only_the_groups_its_role_lists(settings, graph, ledger) -> None:
+    """By default the understand role lists hosted groups only: with no keys, the rules understand and the local
+    model only writes (one call), whatever group the chat asks first."""
+    model = Scripted()
+    groups = model_groups(settings)
+    groups["local"] = fake.fake_group("local", "writer", fake.FunctionModel(model), family="local")
+    context = ChatContext(settings=settings, feed=ReplayFeed(), chat_model=RouterChatModel(settings, groups, ledger),
+                          group="local")
+    answer = run_turn(graph, context, "How is SOL doing?", "t")
+    assert answer.intent.parsed_by == "rules" and answer.notice is None
+    assert llm_calls(ledger, "t") == [("analyze", "local")]
+    assert model.understood == []
