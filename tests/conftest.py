@@ -16,6 +16,8 @@ import sitecustomize as netguard  # noqa: E402  (the guard module; installs itse
 
 netguard.install()
 
+from tests.postgres import postgres_server, postgres_url  # noqa: E402,F401  (session-wide PostgreSQL fixtures)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY")

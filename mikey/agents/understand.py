@@ -100,6 +100,9 @@ def parse(message: str, previous_symbols: list[str] | None = None) -> Intent:
         kind = "analysis"  # an order wrapped in "ignore previous instructions" is not the user's own trade
     if kind == "analysis" and len(found) > 1:
         kind = "compare"
+    if kind in ("analysis", "compare") and "?" not in message and (
+            details.get("risk_tolerance") or details.get("favourite_markets")):
+        kind = "smalltalk"  # "I'm conservative, I mostly trade ETH": a statement to remember, not a question
     return Intent(kind=kind, symbols=found, unknown_symbols=unknown, **details)
 
 
