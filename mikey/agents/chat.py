@@ -16,11 +16,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
+from pydantic import BaseModel
 
 from mikey import domain
 from mikey.agents import grounding, understand
@@ -35,6 +36,7 @@ from mikey.router.offline import facts_block
 from mikey.settings import Settings
 
 ANALYZE_PROMPT = "chat/analyze"
+SIGNAL_VIEW_PROMPT = "chat/signal_view"
 RULES = "rules"  # the writer of answers that need no model
 NO_FACTS_KINDS = frozenset({"smalltalk", "unknown", "portfolio"})
 MAX_HEADLINES = 5
@@ -119,15 +121,48 @@ def _analyze_messages(state: ChatState) -> list[dict[str, str]]:
                                               context=_context_block(state))
 
 
+class SignalView(BaseModel):
+    """One model group's reading of the facts, for the optional signal consensus."""
+
+    action: Literal["BUY", "SELL", "HOLD"]
+
+
 def analyze_node(state: ChatState, config: RunnableConfig, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     """Ask the model for the narrative over the facts, with the versioned prompt; streamed when the context asks."""
     ctx = runtime.context
+    notice = _join(state.get("notice"), _signal_consensus(state, ctx, _thread(config)))
+    state = {**state, "notice": notice}
     if ctx.stream:
         return _analyze_streaming(state, config, runtime)
     done = ctx.chat_model.complete(_analyze_messages(state), role="analyze", group=ctx.group,
                                    thread_id=_thread(config))
     return {"draft": done.text, "writer_group": done.group, "writer_model": done.model,
-            "notice": _join(state.get("notice"), _fallback_note(done.requested_group, done.group))}
+            "notice": _join(notice, _fallback_note(done.requested_group, done.group))}
+
+
+def _signal_consensus(state: ChatState, ctx: ChatContext, thread_id: str) -> str | None:
+    """With ``signal_consensus`` naming two or more usable groups: their majority reading next to the code signal.
+
+    Opt-in (each group is one more model call); it reports agreement and never replaces the code signal.
+    """
+    from mikey.router.consensus import consensus
+
+    facts = state["facts"]
+    wanted = ctx.settings.signal_consensus
+    if len(wanted) < 2 or facts.signal is None:
+        return None
+    usable = [g for g in wanted if g in ctx.chat_model.chain("analyze", offline=False)]
+    if len(usable) < 2:
+        return f"Signal consensus needs two usable groups of {', '.join(wanted)}; it was skipped."
+    messages = load_prompt(SIGNAL_VIEW_PROMPT).render(facts_block=facts_block(facts))
+    try:
+        found = consensus(ctx.chat_model, messages, SignalView, groups=usable, role="judge", thread_id=thread_id)
+    except MikeyError as exc:
+        return f"Signal consensus failed: {exc}."
+    agreed = found.agreement["action"]
+    failed = f" ({', '.join(found.failures)} gave no valid reading)" if found.failures else ""
+    return (f"{agreed.agree} of {agreed.total} models read the facts as {agreed.value}{failed}; "
+            f"the code signal is {facts.signal.action}.")
 
 
 def _analyze_streaming(state: ChatState, config: RunnableConfig, runtime: Runtime[ChatContext]) -> dict[str, Any]:

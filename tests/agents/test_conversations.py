@@ -323,3 +323,29 @@ def test_understand_asks_only_the_groups_its_role_lists(settings, graph, ledger)
     assert answer.intent.parsed_by == "rules" and answer.notice is None
     assert llm_calls(ledger, "t") == [("analyze", "local")]
     assert model.understood == []
+
+
+def test_optional_signal_consensus_reports_agreement(settings, graph, ledger) -> None:
+    """Three groups read the facts (BUY, HOLD, HOLD): the answer says 2 of 3 agree, next to the code signal, which
+    stays the code's. Each group is asked on its own; the narrative still comes from the chat's group."""
+    def group_model(action: str):
+        def answer(messages, tools):
+            if messages[0]["content"].startswith("You classify messages"):
+                return json.dumps({"kind": "analysis", "markets": []})
+            if "cautious crypto market analyst" in messages[0]["content"]:
+                return json.dumps({"action": action})
+            return copy_facts(messages)
+        return fake.FunctionModel(answer)
+
+    settings = settings.model_copy(update={"signal_consensus": ["gpt-4", "claude", "local"]})
+    groups = model_groups(settings)
+    for group, action, family in (("gpt-4", "BUY", "openai"), ("claude", "HOLD", "anthropic"),
+                                  ("local", "HOLD", "local")):
+        groups[group] = fake.fake_group(group, f"consensus-{group}", group_model(action), family=family)
+    context = ChatContext(settings=settings, feed=ReplayFeed(), chat_model=RouterChatModel(settings, groups, ledger),
+                          group="local")
+    answer = run_turn(graph, context, "How is SOL doing?", "t")
+    assert "2 of 3 models read the facts as HOLD; the code signal is HOLD." in answer.notice
+    assert answer.facts.signal.action == "HOLD" and answer.group == "local"
+    assert sorted(llm_calls(ledger, "t")) == sorted([("understand", "gpt-4"), ("judge", "gpt-4"), ("judge", "claude"),
+                                                     ("judge", "local"), ("analyze", "local")])
