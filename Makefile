@@ -59,6 +59,7 @@ bench: install
 	$(PY) benchmarks/analysis_features.py
 	$(PY) benchmarks/sentiment_throughput.py
 	$(PY) benchmarks/risk_api.py
+	$(PY) benchmarks/chat_turn.py
 
 lock: install dev
 	{ head -n 2 $(LOCK); $(PIP) freeze --exclude-editable | grep -v '^-e'; } > $(LOCK).new && mv $(LOCK).new $(LOCK)

@@ -119,7 +119,7 @@ def _market_facts(ctx: ChatContext, symbol: str, news: list[NewsItem]) -> Facts:
 def _analysis(ctx: ChatContext, symbol: str, news: list[NewsItem]) -> Any:
     from mikey.tools.analysis import analyze_market
 
-    return analyze_market(ctx.feed, symbol, news=news)
+    return analyze_market(ctx.feed, symbol, news=news, with_backtest=False)
 
 
 def _news(ctx: ChatContext, markets: list[str]) -> dict[str, list[NewsItem]]:

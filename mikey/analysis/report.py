@@ -31,12 +31,12 @@ class AnalysisReport(BaseModel):
     patterns: list[PatternFinding]
     sentiment: SentimentScore
     signal: Signal
-    backtest: BacktestResult
+    backtest: BacktestResult | None = Field(description="None only when not asked for (a chat turn needs no backtest).")
     warnings: list[str] = Field(default_factory=list, description="What validation noticed but allowed (gaps, ...).")
 
 
 def analyze(frame: pd.DataFrame, *, symbol: str, source: str, news: Iterable[Any] = (),
-            as_of: datetime | None = None) -> AnalysisReport:
+            as_of: datetime | None = None, with_backtest: bool = True) -> AnalysisReport:
     """Analyse an OHLCV frame (any order; validated here) up to ``as_of`` (default: its last bar)."""
     from mikey.analysis import backtest, features, ohlcv, patterns, sentiment, signals
 
@@ -52,7 +52,7 @@ def analyze(frame: pd.DataFrame, *, symbol: str, source: str, news: Iterable[Any
     now = frame.index[-1].to_pydatetime()
     mood = sentiment.aggregate(news, symbol=symbol, now=now)
     signal = signals.signal_at(with_prices, -1, symbol=symbol, patterns=found, sentiment=mood)
-    result = backtest.backtest_signals(with_prices)
+    result = backtest.backtest_signals(with_prices) if with_backtest else None
     return AnalysisReport(symbol=symbol, as_of=now, price=float(frame["close"].iloc[-1]), source=source,
                           bars=len(frame), indicators=indicators, patterns=found, sentiment=mood, signal=signal,
                           backtest=result, warnings=check.warnings)
