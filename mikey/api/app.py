@@ -1,4 +1,6 @@
-"""The FastAPI app: ``POST /v1/risk/assess`` and ``GET /healthz``, built by ``create_app``.
+"""The FastAPI app: ``POST /v1/risk/assess``, ``GET /healthz`` and the chat (``POST /v1/chat``, ``POST
+/v1/chat/stream`` as Server-Sent Events, ``GET /v1/chat/{thread_id}``; see ``mikey/api/chat.py``), built by
+``create_app``. The chat service is built by the first chat request, so the risk endpoint starts as fast as before.
 
 The lifespan is the composition root: it builds the settings, the price feed and a per-market cache of daily closes
 once, so a request never reads a CSV or calls the feed for history (a live feed's entries are reloaded at most every
@@ -26,6 +28,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from mikey.api.chat import LazyChatService
+from mikey.api.chat import router as chat_router
 from mikey.domain import PositionInput, RiskAssessment
 from mikey.errors import (
     ApprovalRequired,
@@ -144,20 +148,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         feed = open_feed(config)
         cache = HistoryCache(feed, max_age=None if feed.name == "replay" else LIVE_HISTORY_MAX_AGE)
         await run_in_threadpool(cache.preload)
+        chat = LazyChatService(config, feed)  # built by the first chat request
         try:
-            yield {"risk": RiskService(cache)}
+            yield {"risk": RiskService(cache), "chat": chat}
         finally:
+            chat.close()
             close = getattr(feed, "close", None)
             if callable(close):
                 close()
 
-    app = FastAPI(title="MIKEY", summary="Risk assessment of perpetual positions: numbers computed by code.",
-                  version="1", lifespan=lifespan)
+    app = FastAPI(title="MIKEY", version="1", lifespan=lifespan,
+                  summary="Risk assessment of perpetual positions and grounded market chat: numbers computed by code.")
     app.add_exception_handler(MikeyError, mikey_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]
     app.post("/v1/risk/assess", response_model=RiskAssessment, responses=_ERROR_RESPONSES, openapi_extra=_REQUEST_BODY,
              summary="Assess the risk of a perpetual position")(assess_risk)
     app.get("/healthz", summary="Liveness, with the markets whose history is loaded")(healthz)
+    app.include_router(chat_router)
     return app
 
 
