@@ -22,7 +22,7 @@ SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
 
 def insights(
     markets: Annotated[list[str] | None, typer.Argument(metavar="SYMBOLS",
-                                                        help="Markets, e.g. SOL BTC; default: every supported one.")]
+                                                        help="e.g. SOL BTC; default: MIKEY_WATCHLIST, else all.")]
     = None,
     every: Annotated[float | None, typer.Option("--every", min=0.05, metavar="MINUTES",
                                                 help="Repeat every MINUTES until Ctrl-C; default: run once.")] = None,
@@ -43,7 +43,7 @@ def insights(
     from mikey.router.ledger import Ledger
 
     settings = _settings(as_of=_parse_date(as_of, "--as-of") if as_of else None)
-    names = list(markets or symbols.SUPPORTED)
+    names = list(markets or settings.watchlist or symbols.SUPPORTED)
     chat_model = RouterChatModel(settings, ledger=Ledger(settings.ledger_db))
     group = model or settings.default_model
     chat_model.chain("analyze", group)  # a clear error now for an unknown or unusable group

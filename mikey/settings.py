@@ -163,6 +163,8 @@ class Settings(BaseSettings):
     news_lookback_days: float = Field(3.0, gt=0, description="News (from the market store) a chat turn reads.")
     checkpoint_url: str | None = Field(
         None, description="PostgreSQL URL for chat threads (PostgresSaver); default: SQLite in home.")
+    watchlist: list[str] = Field(
+        default_factory=list, description="Markets `mikey insights` covers when none are named; empty: all supported.")
     signal_consensus: list[str] = Field(
         default_factory=list, description="Model groups asked for a view of the signal (consensus); empty: off.")
 

@@ -278,3 +278,31 @@ def test_cli_reports_a_bad_market_and_goes_on(isolated_env) -> None:
     assert done.stderr.strip() == "error: DOGE: unknown market 'DOGE'; supported markets: BTC, ETH, SOL"
     insight = Insight.model_validate_json(done.stdout)
     assert insight.symbol == "ETH" and insight.as_of == datetime(2022, 6, 1, tzinfo=UTC)
+
+
+@pytest.mark.slow
+def test_cli_runs_on_a_schedule_until_interrupted(isolated_env) -> None:
+    """`--every` repeats the watchlist (here MIKEY_WATCHLIST) until Ctrl-C, then stops cleanly."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import NETGUARD_DIR, REPO
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIKEY_")}
+    env.update({"MIKEY_HOME": str(isolated_env), "MIKEY_MEMORY_ENABLED": "false", "MIKEY_WATCHLIST": '["BTC"]',
+                "PYTHONPATH": str(NETGUARD_DIR)})
+    proc = subprocess.Popen([sys.executable, "-m", "mikey", "insights", "--json", "-m", "offline", "--every", "0.05"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    lines = []
+    deadline = time.monotonic() + 120
+    while len(lines) < 2 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line:
+            lines.append(Insight.model_validate_json(line))
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert [i.symbol for i in lines] == ["BTC", "BTC"]
+    assert proc.returncode == 0 and err.strip().endswith("stopped")
