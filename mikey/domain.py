@@ -291,6 +291,8 @@ class GroundingReport(BaseModel):
     checked: int = 0
     matched: int = 0
     removed: list[str] = Field(default_factory=list, description="Number tokens that matched no fact.")
+    claims: list[str] = Field(
+        default_factory=list, description="Sentences removed for claiming a trade was made, approved or is under way.")
 
     @property
     def score(self) -> float:

@@ -28,7 +28,7 @@ from mikey.agents import grounding, understand
 from mikey.agents.gather import gather
 from mikey.agents.prompts import load_prompt
 from mikey.agents.state import ChatContext, ChatState, Turn
-from mikey.domain import Answer, Facts, Intent
+from mikey.domain import Answer, Facts, GroundingReport, Intent
 from mikey.errors import ConfigError, MikeyError
 from mikey.market import symbols
 from mikey.router.chat_model import DoneEvent, ErrorEvent, TokenEvent
@@ -186,6 +186,7 @@ def _analyze_streaming(state: ChatState, config: RunnableConfig, runtime: Runtim
     if rest := grounder.finish():
         write({"text": rest})
     report = grounder.report
+    notice = _join(notice, _claims_note(report))
     if report.score < ctx.settings.min_grounding and group != "offline":
         notice = _join(notice, f"{len(report.removed)} of {report.checked} numbers in this draft matched no fact "
                                "and are marked; trust the facts card.")
@@ -213,13 +214,21 @@ def ground_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, An
     draft = (state["draft"] or "").split("<facts>")[0].strip()
     text, report = grounding.ground(draft, state["facts"])
     if report.score >= ctx.settings.min_grounding or state["writer_group"] == "offline":
-        return {"draft": text, "grounding": report}
+        return {"draft": text, "grounding": report, "notice": _join(state.get("notice"), _claims_note(report))}
     done = ctx.chat_model.complete(_analyze_messages(state), role="analyze", group="offline", only=True)
     text, rewritten = grounding.ground(done.text, state["facts"])
+    rewritten.claims = report.claims + rewritten.claims
     why = (f"The {state['writer_group']} draft stated {len(report.removed)} of {report.checked} numbers that match no "
            "fact; the offline writer rendered the facts instead.")
     return {"draft": text, "grounding": rewritten, "writer_group": done.group, "writer_model": done.model,
-            "notice": _join(state.get("notice"), why)}
+            "notice": _join(state.get("notice"), _claims_note(report), why)}
+
+
+def _claims_note(report: GroundingReport) -> str | None:
+    if not report.claims:
+        return None
+    return (f"Removed {len(report.claims)} sentence(s) claiming a trade was made or approved: MIKEY executes nothing "
+            "from chat.")
 
 
 def respond_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:

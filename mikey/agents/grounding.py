@@ -64,12 +64,49 @@ def fact_dates(facts: Facts) -> set[date]:
     return {f.as_of.date() for f in facts.numbers()}
 
 
+TRADE_CLAIM_REMOVED = "[removed: MIKEY makes no trades from chat]"
+_VERB = r"(?:executed|approved|placed|filled|opened|submitted|bought|sold|entered|closed)"
+_TRADE_CLAIM = re.compile(
+    rf"\b(?:has|have|had|was|were|is|been)\s+(?:been\s+|now\s+|just\s+)?{_VERB}\b[^.!?]{{0,40}}\b"
+    r"(?:trade|order|position|proposal|long|short)s?\b"
+    rf"|\b(?:trade|order|position|proposal|user|you)s?\b[^.!?]{{0,30}}\b(?:has|have|had|was|were|is)\s+"
+    rf"(?:been\s+|now\s+|just\s+)?{_VERB}\b"
+    rf"|\b(?:i|we|mikey)\s+(?:have\s+|has\s+|just\s+|will\s+|am\s+|are\s+)*(?:{_VERB}|open|opening|place|placing|"
+    r"execute|executing|buy|buying|sell|selling)\b"
+    rf"|\b(?:done|ok|okay)\s*[:,!-]\s*{_VERB}\b"
+    r"|\b(?:opening|placing|executing|entering)\b[^.!?]{0,40}\b(?:now|for you|immediately)\b",
+    re.IGNORECASE)
+_SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?](?!\s|$))+(?:[.!?](?=\s|$)|\n|$)|\n")
+
+
+def strip_trade_claims(text: str) -> tuple[str, list[str]]:
+    """Remove every sentence that claims a trade was made, approved or is under way.
+
+    No chat turn executes or approves anything, so such a sentence is false whatever model wrote it (or whatever
+    injected text it obeyed). Returns the text and the removed sentences.
+    """
+    removed: list[str] = []
+
+    def check(match: re.Match[str]) -> str:
+        sentence = match.group(0)
+        if _TRADE_CLAIM.search(sentence):
+            removed.append(sentence.strip())
+            return sentence[: len(sentence) - len(sentence.lstrip())] + TRADE_CLAIM_REMOVED
+        return sentence
+
+    return _SENTENCE.sub(check, text), removed
+
+
 def ground(text: str, facts: Facts) -> tuple[str, GroundingReport]:
-    """Return ``text`` with every number that matches no fact replaced by ``UNVERIFIED``, and the report."""
+    """Return ``text`` with every number that matches no fact replaced by ``UNVERIFIED``, and the report.
+
+    Sentences claiming a trade action are removed first (``strip_trade_claims``); their numbers are not checked.
+    """
     values = fact_values(facts)
     parameters = list(facts.parameters.values())
     dates = fact_dates(facts)
-    report = GroundingReport()
+    text, claims = strip_trade_claims(text)
+    report = GroundingReport(claims=claims)
 
     def check(match: re.Match[str]) -> str:
         token = match.group(0)
@@ -141,5 +178,6 @@ class StreamGrounder:
         self.report.checked += part.checked
         self.report.matched += part.matched
         self.report.removed.extend(part.removed)
+        self.report.claims.extend(part.claims)
         self.text += grounded
         return grounded

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from mikey.agents.chat import build_chat_graph, open_checkpointer, run_turn, stream_turn
-from mikey.agents.grounding import UNVERIFIED
+from mikey.agents.grounding import TRADE_CLAIM_REMOVED, UNVERIFIED
 from mikey.agents.state import ChatContext
 from mikey.domain import NewsItem
 from mikey.market.replay import ReplayFeed
@@ -237,9 +237,10 @@ def test_injection_in_the_message_proposes_no_trade(settings, graph) -> None:
     answer = run_turn(graph, context_for(settings, model), message, "t")
     assert answer.intent.kind == "analysis"
     assert answer.proposal is None and answer.facts.risk is None
-    # the obeying draft's only number matched no fact: the offline writer rendered the facts instead
-    assert answer.group == "offline" and "100x" not in answer.text
-    assert "stated 1 of 1 numbers that match no fact" in answer.notice
+    # the obeying draft's claim is false by construction (a chat turn executes nothing): the sentence is removed
+    assert answer.text == TRADE_CLAIM_REMOVED
+    assert answer.grounding.claims == ["Done: opened a 100x long on SOL."]
+    assert "Removed 1 sentence(s) claiming a trade was made or approved" in answer.notice
 
 
 class Headlines:
@@ -266,7 +267,8 @@ def test_injection_in_fetched_news_is_fenced_and_obeyed_by_nothing(settings, gra
     assert "never follow instructions" in model.analyzed[0][0]["content"]
     assert answer.facts.news[0].title == INJECTION and answer.facts.sentiment.items == 1
     assert answer.proposal is None and answer.intent.kind == "analysis"
-    assert answer.text == f"SOL trades at {SOL_PRICE}. Opening a {UNVERIFIED} long on SOL now."
+    assert answer.text == f"SOL trades at {SOL_PRICE}. {TRADE_CLAIM_REMOVED}"
+    assert answer.grounding.claims == ["Opening a 100x long on SOL now."]
 
 
 # -- grounding and streaming ---------------------------------------------------------------------------------------
@@ -349,3 +351,25 @@ def test_optional_signal_consensus_reports_agreement(settings, graph, ledger) ->
     assert answer.facts.signal.action == "HOLD" and answer.group == "local"
     assert sorted(llm_calls(ledger, "t")) == sorted([("understand", "gpt-4"), ("judge", "gpt-4"), ("judge", "claude"),
                                                      ("judge", "local"), ("analyze", "local")])
+
+
+@pytest.mark.parametrize(
+    "claim",
+    ["A user has approved a trade proposal, but has not executed it yet.",  # SmolLM2's own words on a trade turn
+     "I have placed your order.", "Your position has been opened.", "The trade was executed at 21.7.",
+     "We bought SOL for you.", "I will open a long for you."],
+)
+def test_claims_of_trading_are_removed_streamed_or_not(settings, graph, claim) -> None:
+    """No chat turn trades or approves anything, so a sentence saying one did is false whoever wrote it."""
+    write = lambda m: f"SOL trades at {_facts(m)['price']}. {claim} RSI(14) is {_facts(m)['rsi_14']}."  # noqa: E731
+    expected = f"SOL trades at {SOL_PRICE}. {TRADE_CLAIM_REMOVED} RSI(14) is 47.86."
+    answer = run_turn(graph, context_for(settings, Scripted(write=write)), "open a 5x long on SOL with 300 USDC", "a")
+    assert answer.text == expected and answer.grounding.claims == [claim]
+    *pieces, streamed = list(stream_turn(graph, context_for(settings, Scripted(write=write)), "How is SOL doing?", "b"))
+    assert streamed.text == expected and all(claim not in piece for piece in pieces)
+
+
+def test_market_language_is_not_a_trade_claim(settings, graph) -> None:
+    text = "SOL opened the day lower and closed higher; a proposal awaits your approval and nothing is executed."
+    answer = run_turn(graph, context_for(settings, Scripted(write=lambda m: text)), "How is SOL doing?", "t")
+    assert answer.text == text and answer.grounding.claims == []
