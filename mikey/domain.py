@@ -293,6 +293,7 @@ class GroundingReport(BaseModel):
     removed: list[str] = Field(default_factory=list, description="Number tokens that matched no fact.")
     claims: list[str] = Field(
         default_factory=list, description="Sentences removed for claiming a trade was made, approved or is under way.")
+    repeated: int = Field(0, description="Sentences dropped because the draft had already said them (a looping model).")
 
     @property
     def score(self) -> float:

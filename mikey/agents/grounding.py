@@ -97,16 +97,38 @@ def strip_trade_claims(text: str) -> tuple[str, list[str]]:
     return _SENTENCE.sub(check, text), removed
 
 
-def ground(text: str, facts: Facts) -> tuple[str, GroundingReport]:
+def drop_repeats(text: str, seen: set[str] | None = None) -> tuple[str, int]:
+    """Drop every sentence said before (in ``text``, or in ``seen``, which is updated): small models loop under
+    greedy decoding ("The price is 1.0962. The price is 1.0962. ..."). Returns the text and how many were dropped."""
+    seen = set() if seen is None else seen
+    dropped = 0
+
+    def check(match: re.Match[str]) -> str:
+        nonlocal dropped
+        key = " ".join(match.group(0).split()).lower()
+        if not key:
+            return match.group(0)
+        if key in seen:
+            dropped += 1
+            return ""
+        seen.add(key)
+        return match.group(0)
+
+    return _SENTENCE.sub(check, text), dropped
+
+
+def ground(text: str, facts: Facts, *, seen: set[str] | None = None) -> tuple[str, GroundingReport]:
     """Return ``text`` with every number that matches no fact replaced by ``UNVERIFIED``, and the report.
 
-    Sentences claiming a trade action are removed first (``strip_trade_claims``); their numbers are not checked.
+    Repeated sentences are dropped first (``drop_repeats``, across calls when ``seen`` is shared), then sentences
+    claiming a trade action are removed (``strip_trade_claims``); their numbers are not checked.
     """
     values = fact_values(facts)
     parameters = list(facts.parameters.values())
     dates = fact_dates(facts)
+    text, repeated = drop_repeats(text, seen)
     text, claims = strip_trade_claims(text)
-    report = GroundingReport(claims=claims)
+    report = GroundingReport(claims=claims, repeated=repeated)
 
     def check(match: re.Match[str]) -> str:
         token = match.group(0)
@@ -153,6 +175,7 @@ class StreamGrounder:
         self.text = ""
         self._pending = ""
         self._stopped = False
+        self._seen: set[str] = set()
 
     def feed(self, piece: str) -> str:
         if self._stopped:
@@ -174,7 +197,8 @@ class StreamGrounder:
             return ""
         if not self.text:
             chunk = chunk.lstrip()
-        grounded, part = ground(chunk, self.facts)
+        grounded, part = ground(chunk, self.facts, seen=self._seen)
+        self.report.repeated += part.repeated
         self.report.checked += part.checked
         self.report.matched += part.matched
         self.report.removed.extend(part.removed)

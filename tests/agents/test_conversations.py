@@ -373,3 +373,15 @@ def test_market_language_is_not_a_trade_claim(settings, graph) -> None:
     text = "SOL opened the day lower and closed higher; a proposal awaits your approval and nothing is executed."
     answer = run_turn(graph, context_for(settings, Scripted(write=lambda m: text)), "How is SOL doing?", "t")
     assert answer.text == text and answer.grounding.claims == []
+
+
+def test_a_looping_draft_says_each_sentence_once(settings, graph) -> None:
+    """SmolLM2 under greedy decoding repeats itself until its token limit; repeats are dropped, streamed or not."""
+    loop = "The ATR is 1.0962, a calm range. "
+    write = lambda m: f"SOL trades at {_facts(m)['price']}. " + loop * 5 + "The ATR is"  # noqa: E731
+    answer = run_turn(graph, context_for(settings, Scripted(write=write)), "How is SOL doing?", "a")
+    assert answer.text == f"SOL trades at {SOL_PRICE}. The ATR is 1.0962, a calm range. The ATR is"
+    assert answer.grounding.repeated == 4
+    *pieces, streamed = list(stream_turn(graph, context_for(settings, Scripted(write=write)), "How is SOL doing?", "b"))
+    assert streamed.text == answer.text and "".join(pieces).strip() == answer.text
+    assert streamed.grounding.repeated == 4
