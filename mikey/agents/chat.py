@@ -280,9 +280,12 @@ def remember_node(state: ChatState, config: RunnableConfig, runtime: Runtime[Cha
         memory.set_preference(ctx.user, "risk_tolerance", intent.risk_tolerance)
     if intent.favourite_markets:
         memory.set_preference(ctx.user, "favourite_markets", ",".join(intent.favourite_markets))
-    if state["answer"].facts is not None:
+    facts = state["answer"].facts
+    if facts is not None:
         memory.remember_turn(thread_id=_thread(config), user_id=ctx.user, question=state["message"],
                              answer=state["answer"])
+        if facts.news:  # headlines read this turn become searchable by meaning for later "why" questions
+            memory.remember_news(facts.news)
     return {}
 
 

@@ -56,7 +56,7 @@ def gather(ctx: ChatContext, intent: Intent, message: str, preferences: dict[str
         "quote": lambda: market_tools.get_quote(ctx.feed, symbol),
         "indicators": lambda: market_tools.get_indicators(ctx.feed, symbol),
         "analysis": lambda: _analysis(ctx, symbol, news.get(symbol, [])),
-        "memory": lambda: _recall(ctx, message, symbol),
+        "memory": lambda: _recall(ctx, message, symbol, intent.kind),
         "risk": lambda: _risk(ctx, symbol, position, intent.risk_tolerance or preferences.get("risk_tolerance")),
     }
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -142,10 +142,16 @@ def _clock(ctx: ChatContext, symbol: str) -> datetime:
     return now(symbol) if callable(now) else datetime.now(UTC)
 
 
-def _recall(ctx: ChatContext, message: str, symbol: str) -> list[Recall]:
+def _recall(ctx: ChatContext, message: str, symbol: str, kind: str) -> list[Recall]:
+    """Earlier turns and insights about ``symbol`` closest to the message; a "why" question also searches the
+    remembered headlines by meaning (not only the last days' ones the news source gives)."""
+    from mikey.memory.store import CONVERSATIONS, INSIGHTS, NEWS
+
     if ctx.memory is None or ctx.settings.memory_recall_k == 0:
         return []
-    return ctx.memory.recall(message, k=ctx.settings.memory_recall_k, user_id=ctx.user, symbol=symbol)
+    collections = (CONVERSATIONS, INSIGHTS, NEWS) if kind == "explain" else (CONVERSATIONS, INSIGHTS)
+    return ctx.memory.recall(message, collections=collections, k=ctx.settings.memory_recall_k, user_id=ctx.user,
+                             symbol=symbol)
 
 
 def _position(intent: Intent) -> dict[str, Any]:

@@ -136,3 +136,30 @@ def test_bad_checkpoint_url_is_named(settings) -> None:
     with pytest.raises(ConfigError, match="MIKEY_CHECKPOINT_URL must be a postgresql:// URL"):
         with open_checkpointer(settings.model_copy(update={"checkpoint_url": "mysql://x"})):
             pass
+
+
+def test_headlines_read_once_are_found_by_meaning_for_a_why_question(settings, memory, graph) -> None:
+    """A turn remembers the headlines it read; a later "why" question (with no news source at all) recalls the one
+    that answers it by meaning, fenced as an earlier note."""
+    from datetime import UTC, datetime
+
+    from mikey.domain import NewsItem
+    from mikey.memory.store import NEWS
+    from tests.agents.test_conversations import Headlines
+
+    items = [NewsItem(id=f"n{i}", source="rss", title=title, url=f"https://example.com/{i}",
+                      published_at=datetime(2023, 8, 28, tzinfo=UTC), symbols=["SOL"])
+             for i, title in enumerate(["Solana network outage halts block production for five hours",
+                                        "Solana Breakpoint conference tickets sell out"])]
+    writer = Scripted()
+    model = chat_model(settings, writer)
+    reader = ChatContext(settings=settings, feed=ReplayFeed(), chat_model=model, group="local", memory=memory,
+                         news=Headlines(items))
+    run_turn(graph, reader, "How is SOL doing?", "t1")
+
+    later = ChatContext(settings=settings, feed=ReplayFeed(), chat_model=model, group="local", memory=memory)
+    answer = run_turn(graph, later, "Why did solana go down when the chain stopped?", "t2")
+    assert answer.intent.kind == "explain"
+    news = [m for m in answer.facts.memories if m.collection == NEWS]
+    assert news and news[0].text.startswith("Solana network outage halts block production")
+    assert "Solana network outage" in writer.analyzed[-1][-1]["content"].split("<untrusted")[1]
