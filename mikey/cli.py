@@ -85,13 +85,14 @@ def chat(
     group = model or settings.default_model
     chat_model.chain("analyze", group)  # a clear error now for an unknown or unusable group
     news = _news_store(settings)
+    memory = _memory(settings)
     context = ChatContext(settings=settings, feed=open_feed(settings), chat_model=chat_model, group=group,
-                          memory=_memory(settings), news=news, user_id=user)
+                          memory=memory, news=news, user_id=user)
     thread_id = thread or uuid.uuid4().hex[:8]
     from rich.console import Console
 
     console = Console()
-    with open_checkpointer(settings) as checkpointer, _closing(news):
+    with open_checkpointer(settings) as checkpointer, _closing(news), _closing(memory):
         graph = build_chat_graph(checkpointer)
         earlier = len(thread_history(graph, thread_id))
         if thread and earlier:
@@ -152,7 +153,7 @@ def _news_store(settings: Settings) -> Any:
     return open_store(settings)
 
 
-def _memory(settings: Settings) -> object | None:
+def _memory(settings: Settings) -> Any:
     if not settings.memory_enabled:
         return None
     from mikey.memory.store import open_memory

@@ -190,6 +190,8 @@ def open_chat_service(settings: Settings, feed: PriceFeed) -> ChatService:
         chat_model = RouterChatModel(settings, ledger=ledger)
         chat_model.chain("analyze", settings.default_model)  # an unusable configured group fails here, clearly
         memory = _memory(settings)
+        if memory is not None:
+            stack.callback(memory.close)
         news = _news_store(settings)
         if news is not None:
             stack.callback(news.close)

@@ -50,6 +50,8 @@ class VectorMemory(Protocol):
 
     def preferences(self, user_id: str) -> dict[str, str]: ...
 
+    def close(self) -> None: ...
+
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
@@ -230,6 +232,19 @@ class ChromaMemory:
         _require(user_id=user_id)
         stored = self.collections[PREFERENCES].get(where={"user_id": user_id}, include=["metadatas"])
         return {str(meta["key"]): str(meta["value"]) for meta in stored["metadatas"]}
+
+    def close(self) -> None:
+        """Release the client: a PersistentClient's system (when no other client shares it), an HttpClient's
+        connections. Idempotent."""
+        close = getattr(self.client, "close", None)
+        if callable(close):
+            close()
+        # chromadb 1.5's HttpClient.close() releases its systems but leaves the httpx sessions of its client and of
+        # its admin client open (their sockets stay open until the process exits)
+        for client in (self.client, getattr(self.client, "_admin_client", None)):
+            session = getattr(getattr(client, "_server", None), "_session", None)
+            if session is not None:
+                session.close()
 
 
 def _hash(*parts: str) -> str:

@@ -85,6 +85,7 @@ def test_memory_through_a_chroma_server_survives_its_restart(settings, server, e
                          answer=answer_for("ETH", "Ether is flat."))
     memory.set_preference("alice", "risk_tolerance", "low")
 
+    memory.close()
     server.stop()
     server.start()  # same folder, new process (and a new port is not needed: the URL is unchanged)
 
@@ -93,3 +94,5 @@ def test_memory_through_a_chroma_server_survives_its_restart(settings, server, e
     assert (hits[0].collection, hits[0].symbol) == (INSIGHTS, "SOL")
     assert again.recall("ether", user_id="alice", symbol="ETH")[0].text == "Q: How is ETH doing?\nA: Ether is flat."
     assert again.preferences("alice") == {"risk_tolerance": "low"}
+    again.close()
+    again.close()  # idempotent
