@@ -67,6 +67,9 @@ def insights(
             time.sleep(every * 60)
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
+    finally:
+        if context.memory is not None:
+            context.memory.close()
 
 
 def _stored_news(settings: Settings, names: list[str]) -> list[Any]:

@@ -76,6 +76,8 @@ class InsightMemory(Protocol):
 
     def remember_insight(self, insight: Insight, *, user_id: str | None = None) -> str | None: ...
 
+    def close(self) -> None: ...
+
 
 @dataclass
 class PipelineContext:
