@@ -4,7 +4,7 @@ Numbers come from ``gather`` (code); words come from ``analyze`` (a model, throu
 every number the words state that the facts do not hold. Messages that need no market facts (greetings, stated
 preferences, unknown markets, portfolio questions) skip straight to ``respond`` with a rules answer and cost no
 ``analyze`` call. An analysis turn makes at most two model calls: ``understand`` and ``analyze`` (plus the offline
-writer, which is code, when a draft fails grounding).
+writer, which is code, when a draft fails grounding; plus one per group with the opt-in signal consensus).
 
 A trade intent ends in a ``TradeProposal`` awaiting a human's approval; no chat turn executes anything, and no tool
 that could is reachable from this graph. A checkpointer keeps the thread (SqliteSaver, or PostgresSaver with
@@ -13,6 +13,7 @@ that could is reachable from this graph. A checkpointer keeps the thread (Sqlite
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +40,9 @@ ANALYZE_PROMPT = "chat/analyze"
 SIGNAL_VIEW_PROMPT = "chat/signal_view"
 RULES = "rules"  # the writer of answers that need no model
 NO_FACTS_KINDS = frozenset({"smalltalk", "unknown", "portfolio"})
+_MARKET_TALK = re.compile(r"\b(up|market|markets|crypto|coins?|prices?|doing|going|outlook|update|summary|moving|"
+                          r"happening|news)\b", re.I)
+"""Words of a market question that names no market ("what's up?", "how are markets?"): favourites answer it."""
 MAX_HEADLINES = 5
 
 
@@ -55,7 +59,8 @@ def understand_node(state: ChatState, config: RunnableConfig, runtime: Runtime[C
                                         thread_id=_thread(config))
     preferences = _preferences(ctx)
     favourites = [s for s in preferences.get("favourite_markets", "").split(",") if s]
-    if intent.kind == "unknown" and not intent.symbols and not intent.unknown_symbols and favourites:
+    if (intent.kind == "unknown" and not intent.symbols and not intent.unknown_symbols and favourites
+            and _MARKET_TALK.search(state["message"])):
         intent = intent.model_copy(update={"symbols": favourites[:3],
                                            "kind": "compare" if len(favourites) > 1 else "analysis"})
         why = " ".join(filter(None, [why, f"No market named; your favourite markets: {', '.join(favourites)}."]))

@@ -110,6 +110,7 @@ def test_stated_preferences_shape_later_answers(settings, memory, graph) -> None
     assert open_question.facts.symbol == "ETH"
     assert "favourite markets: ETH" in open_question.notice
     assert run_turn(graph, bob, "what's up?", "b2").facts is None
+    assert run_turn(graph, alice, "what's the weather in Paris?", "a4").facts is None  # off-topic stays off-topic
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
