@@ -84,8 +84,11 @@ def chat(
     chat_model = RouterChatModel(settings, ledger=Ledger(settings.ledger_db))
     group = model or settings.default_model
     chat_model.chain("analyze", group)  # a clear error now for an unknown or unusable group
-    news = _news_store(settings)
-    memory = _memory(settings)
+    from mikey.market.store import open_existing_store
+    from mikey.memory.store import open_enabled_memory
+
+    news = open_existing_store(settings)
+    memory = open_enabled_memory(settings)
     context = ChatContext(settings=settings, feed=open_feed(settings), chat_model=chat_model, group=group,
                           memory=memory, news=news, user_id=user)
     thread_id = thread or uuid.uuid4().hex[:8]
@@ -142,23 +145,6 @@ def _closing(resource: Any) -> Iterator[None]:
     finally:
         if resource is not None:
             resource.close()
-
-
-def _news_store(settings: Settings) -> Any:
-    """The market store as the chat's news source, when one exists (``mikey data ingest`` fills it)."""
-    if not settings.market_db.exists() and not settings.database_url:
-        return None
-    from mikey.market.store import open_store
-
-    return open_store(settings)
-
-
-def _memory(settings: Settings) -> Any:
-    if not settings.memory_enabled:
-        return None
-    from mikey.memory.store import open_memory
-
-    return open_memory(settings)
 
 
 @app.command()

@@ -53,11 +53,11 @@ def analyze(
 
 def _news(settings, market: str) -> list:  # noqa: ANN001
     """Stored news and posts of the last week, if a market store exists; sentiment rests on them."""
-    if not settings.market_db.exists() and not settings.database_url:
-        return []
-    from mikey.market.store import open_store
+    from mikey.market.store import open_existing_store
 
-    store = open_store(settings)
+    store = open_existing_store(settings)
+    if store is None:
+        return []
     try:
         end = datetime.now(UTC)
         start = end - timedelta(days=7)

@@ -36,9 +36,10 @@ def insights(
     A market that fails is reported on stderr and the others go on; the exit code is 1 if any failed.
     """
     from mikey.agents.pipeline import PipelineContext, run_watchlist
-    from mikey.cli import _memory, _parse_date, _settings
+    from mikey.cli import _parse_date, _settings
     from mikey.market import symbols
     from mikey.market.feeds import open_feed
+    from mikey.memory.store import open_enabled_memory
     from mikey.router.chat_model import RouterChatModel
     from mikey.router.ledger import Ledger
 
@@ -48,7 +49,7 @@ def insights(
     group = model or settings.default_model
     chat_model.chain("analyze", group)  # a clear error now for an unknown or unusable group
     context = PipelineContext(settings=settings, feed=open_feed(settings), chat_model=chat_model, group=group,
-                              memory=_memory(settings))
+                              memory=open_enabled_memory(settings))
     from rich.console import Console
 
     console = Console()

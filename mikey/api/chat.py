@@ -180,6 +180,8 @@ def open_chat_service(settings: Settings, feed: PriceFeed) -> ChatService:
     """The real service over ``settings``, as ``mikey chat`` builds it: the router with the ledger, vector memory
     when enabled, the market store as news source when one exists, and the configured checkpointer."""
     from mikey.agents.chat import build_chat_graph, open_checkpointer
+    from mikey.market.store import open_existing_store
+    from mikey.memory.store import open_enabled_memory
     from mikey.router.chat_model import RouterChatModel
     from mikey.router.ledger import Ledger
 
@@ -189,10 +191,10 @@ def open_chat_service(settings: Settings, feed: PriceFeed) -> ChatService:
         stack.callback(ledger.close)
         chat_model = RouterChatModel(settings, ledger=ledger)
         chat_model.chain("analyze", settings.default_model)  # an unusable configured group fails here, clearly
-        memory = _memory(settings)
+        memory = open_enabled_memory(settings)
         if memory is not None:
             stack.callback(memory.close)
-        news = _news_store(settings)
+        news = open_existing_store(settings)
         if news is not None:
             stack.callback(news.close)
         graph = build_chat_graph(stack.enter_context(open_checkpointer(settings)))
@@ -201,23 +203,6 @@ def open_chat_service(settings: Settings, feed: PriceFeed) -> ChatService:
         stack.close()
         raise
     return ChatService(settings, feed, chat_model, graph, memory=memory, news=news, resources=stack)
-
-
-def _memory(settings: Settings) -> VectorMemory | None:
-    if not settings.memory_enabled:
-        return None
-    from mikey.memory.store import open_memory
-
-    return open_memory(settings)
-
-
-def _news_store(settings: Settings) -> Any:
-    """The market store as the chat's news source, when one exists (``mikey data ingest`` fills it)."""
-    if not settings.market_db.exists() and not settings.database_url:
-        return None
-    from mikey.market.store import open_store
-
-    return open_store(settings)
 
 
 class LazyChatService:

@@ -616,3 +616,11 @@ def open_store(settings: Settings, *, synchronous: Synchronous = "FULL") -> SqlM
             raise ConfigError(f"database_url must be a PostgreSQL URL (postgresql://...), got {_redact(url)!r}")
         return SqlMarketStore(PostgresDialect(url, connect_timeout=settings.http_timeout))
     return SqlMarketStore(SqliteDialect(settings.market_db, synchronous=synchronous))
+
+
+def open_existing_store(settings: Settings) -> SqlMarketStore | None:
+    """The configured store when there is one to read (PostgreSQL at ``database_url``, or the SQLite file that
+    ``mikey data`` created), else None: readers such as the chat's news source never create an empty store."""
+    if not settings.database_url and not settings.market_db.exists():
+        return None
+    return open_store(settings)

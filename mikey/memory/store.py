@@ -314,3 +314,8 @@ def open_memory(settings: Settings, embedding: Any | None = None) -> ChromaMemor
         client = chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
     return ChromaMemory(client, embedding, half_life_days=settings.memory_half_life_days,
                         recency_weight=settings.memory_recency_weight)
+
+
+def open_enabled_memory(settings: Settings) -> ChromaMemory | None:
+    """``open_memory(settings)`` when ``memory_enabled``, else None (then nothing is remembered)."""
+    return open_memory(settings) if settings.memory_enabled else None
