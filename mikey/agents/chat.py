@@ -17,6 +17,7 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
@@ -373,7 +374,7 @@ def run_turn(graph: Any, context: ChatContext, message: str, thread_id: str) -> 
 
 def stream_turn(graph: Any, context: ChatContext, message: str, thread_id: str) -> Iterator[str | Answer]:
     """One chat turn, streamed: grounded text pieces as they are written, then the ``Answer`` (with its facts)."""
-    streaming = ChatContext(**{**context.__dict__, "stream": True})
+    streaming = replace(context, stream=True)
     answer: Answer | None = None
     for mode, chunk in graph.stream({"message": message}, {"configurable": {"thread_id": thread_id}},
                                     context=streaming, stream_mode=["custom", "values"], durability=DURABILITY):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,11 +60,11 @@ def gather(ctx: ChatContext, intent: Intent, message: str, preferences: dict[str
         "risk": lambda: _risk(ctx, symbol, position, intent.risk_tolerance or preferences.get("risk_tolerance")),
     }
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {name: pool.submit(calls[name]) for name in tools}
+        futures = {name: pool.submit(_attempt, name, calls[name], ctx) for name in tools}
         compared = [pool.submit(_market_facts, ctx, other, news.get(other, [])) for other in others]
-        results, provenance = _collect(futures, ctx)
-        if "quote" not in results:  # no answer about a market without its price: the user gets the reason
-            futures["quote"].result()
+        results, provenance, errors = _outcomes({name: f.result() for name, f in futures.items()})
+        if "quote" in errors:  # no answer about a market without its price: the user gets the reason
+            raise errors["quote"]
         facts = Facts(symbol=symbol, parameters=dict(PARAMETERS), provenance=provenance,
                       quote=results.get("quote"), indicators=results.get("indicators"),
                       risk=results.get("risk"), memories=results.get("memory") or [], news=news.get(symbol, []))
@@ -83,34 +83,33 @@ def gather(ctx: ChatContext, intent: Intent, message: str, preferences: dict[str
     return gathered
 
 
-def _collect(futures: dict[str, Future[Any]], ctx: ChatContext) -> tuple[dict[str, Any], list[Provenance]]:
-    results: dict[str, Any] = {}
-    provenance: list[Provenance] = []
-    for name, future in futures.items():
-        source = "chroma" if name == "memory" else "risk engine" if name == "risk" else ctx.feed.name
-        try:
-            value = future.result()
-        except MikeyError as exc:
-            provenance.append(Provenance(tool=name, source=source, error=str(exc)))
-            continue
-        results[name] = value
-        provenance.append(Provenance(tool=name, source=source, as_of=getattr(value, "as_of", None)))
-    return results, provenance
+Outcome = tuple[Any, Provenance, MikeyError | None]
+_SOURCES = {"memory": "chroma", "risk": "risk engine"}  # the other tools read the feed
+
+
+def _attempt(name: str, call: Callable[[], Any], ctx: ChatContext) -> Outcome:
+    """Run one tool: its value and provenance, or its error (recorded in the provenance, not raised)."""
+    source = _SOURCES.get(name, ctx.feed.name)
+    try:
+        value = call()
+    except MikeyError as exc:
+        return None, Provenance(tool=name, source=source, error=str(exc)), exc
+    return value, Provenance(tool=name, source=source, as_of=getattr(value, "as_of", None)), None
+
+
+def _outcomes(outcomes: dict[str, Outcome]) -> tuple[dict[str, Any], list[Provenance], dict[str, MikeyError]]:
+    """Values of the tools that answered, every tool's provenance, and the errors of those that did not."""
+    values = {name: value for name, (value, _, error) in outcomes.items() if error is None}
+    errors = {name: error for name, (_, _, error) in outcomes.items() if error is not None}
+    return values, [provenance for _, provenance, _ in outcomes.values()], errors
 
 
 def _market_facts(ctx: ChatContext, symbol: str, news: list[NewsItem]) -> Facts:
     """The facts of one more market of a comparison: quote, indicators, signal."""
-    futures = {"quote": lambda: market_tools.get_quote(ctx.feed, symbol),
-               "indicators": lambda: market_tools.get_indicators(ctx.feed, symbol),
-               "analysis": lambda: _analysis(ctx, symbol, news)}
-    results: dict[str, Any] = {}
-    provenance: list[Provenance] = []
-    for name, call in futures.items():
-        try:
-            results[name] = call()
-            provenance.append(Provenance(tool=name, source=ctx.feed.name, as_of=getattr(results[name], "as_of", None)))
-        except MikeyError as exc:
-            provenance.append(Provenance(tool=name, source=ctx.feed.name, error=str(exc)))
+    calls = {"quote": lambda: market_tools.get_quote(ctx.feed, symbol),
+             "indicators": lambda: market_tools.get_indicators(ctx.feed, symbol),
+             "analysis": lambda: _analysis(ctx, symbol, news)}
+    results, provenance, _ = _outcomes({name: _attempt(name, call, ctx) for name, call in calls.items()})
     report = results.get("analysis")
     return Facts(symbol=symbol, quote=results.get("quote"), indicators=results.get("indicators"),
                  signal=report.signal if report else None, provenance=provenance)

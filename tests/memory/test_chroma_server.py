@@ -5,7 +5,6 @@ that survives a server restart."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,14 +15,9 @@ import pytest
 
 from mikey.memory.store import INSIGHTS, open_memory
 from tests.memory.test_store import SOL_MACD, answer_for, insight_for
+from tests.postgres import _free_port
 
 CHROMA = Path(shutil.which("chroma") or Path(__file__).resolve().parents[2] / ".venv" / "bin" / "chroma")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class ChromaServer:
