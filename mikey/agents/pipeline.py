@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import pandas as pd
 from langgraph.graph import END, START, StateGraph
@@ -57,6 +57,9 @@ from mikey.router.chat_model import ChatModel
 from mikey.router.offline import facts_block
 from mikey.settings import Settings
 
+if TYPE_CHECKING:
+    from mikey.memory.store import VectorMemory
+
 INSIGHT_PROMPT = "pipeline/insight"
 REFERENCE_COLLATERAL = 1000.0
 """USD margin of the reference position whose risk an insight reports (see the module docstring)."""
@@ -71,14 +74,6 @@ LEVEL_PROXIMITY_PCT = 3.0
 """A support or resistance level within this distance of the price (in %) gets a recommendation."""
 
 
-class InsightMemory(Protocol):
-    """Where insights are kept (``mikey.memory.store``'s vector memory implements it)."""
-
-    def remember_insight(self, insight: Insight, *, user_id: str | None = None) -> str | None: ...
-
-    def close(self) -> None: ...
-
-
 @dataclass
 class PipelineContext:
     """What the pipeline's nodes use, built once at the composition root and passed as LangGraph runtime context."""
@@ -87,7 +82,7 @@ class PipelineContext:
     feed: PriceFeed
     chat_model: ChatModel
     group: str | None = None
-    memory: InsightMemory | None = None
+    memory: VectorMemory | None = None
     news: Sequence[NewsItem | SocialPost] = ()
     """Items sentiment rests on (each counts for the markets it is tagged with); headlines go to the writer fenced."""
     previous: Mapping[str, Insight] = field(default_factory=dict)
