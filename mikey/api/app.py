@@ -8,8 +8,9 @@ once, so a request never reads a CSV or calls the feed for history (a live feed'
 ``RiskService`` through ``Depends(get_risk_service)``; tests replace it with ``app.dependency_overrides``.
 
 Errors: one handler maps the ``MikeyError`` tree to HTTP codes (``STATUS``), and request validation errors become 422.
-Both answer ``{"error": <kind>, "detail": [{"field": "size", "reason": "...", "type": "..."}]}``. A position that
-breaks a risk limit is not an error: the assessment comes back with 200 and the failed checks in ``checks``.
+Both answer ``{"error": <kind>, "detail": [{"field": "size", "reason": "...", "type": "..."}]}``, and so do HTTP
+errors (404, 405, ...; a body that is not UTF-8 is invalid JSON, 422, on every endpoint). A position that breaks a
+risk limit is not an error: the assessment comes back with 200 and the failed checks in ``checks``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
 from mikey.api.chat import LazyChatService
 from mikey.api.chat import router as chat_router
@@ -161,6 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   summary="Risk assessment of perpetual positions and grounded market chat: numbers computed by code.")
     app.add_exception_handler(MikeyError, mikey_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, http_error_handler)  # type: ignore[arg-type]
     app.post("/v1/risk/assess", response_model=RiskAssessment, responses=_ERROR_RESPONSES, openapi_extra=_REQUEST_BODY,
              summary="Assess the risk of a perpetual position")(assess_risk)
     app.get("/healthz", summary="Liveness, with the markets whose history is loaded")(healthz)
@@ -231,6 +234,18 @@ async def mikey_error_handler(request: Request, exc: MikeyError) -> JSONResponse
 
 async def validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
     return _invalid(exc.errors())
+
+
+async def http_error_handler(request: Request, exc: HTTPException) -> Response:
+    if isinstance(exc.__cause__, UnicodeDecodeError):  # FastAPI's 400 "error parsing the body": bytes, not JSON text
+        bad = exc.__cause__
+        reason = f"the body is not UTF-8 text (byte {bad.start} is {bad.object[bad.start]:#04x})"
+        return _invalid([{"type": "json_invalid", "loc": ("body",), "ctx": {"error": reason}}])
+    if exc.status_code in (204, 304):  # no body allowed
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    issue = {"field": None, "reason": str(exc.detail), "type": f"http_{exc.status_code}"}
+    return JSONResponse({"error": type(exc).__name__, "detail": [issue]}, status_code=exc.status_code,
+                        headers=exc.headers)
 
 
 def _invalid(errors: Sequence[Any]) -> JSONResponse:

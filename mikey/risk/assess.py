@@ -3,6 +3,9 @@
 Input rules (each breach raises ``InvalidInput`` naming the field, except where noted):
 
 - ``market`` must be a supported market (``UnknownSymbol`` otherwise); aliases such as ``sol-perp`` are accepted.
+  A caller assessing the user's own history (a CSV of any symbol, e.g. SPY) names its market with ``market=``;
+  a market without a tier table of its own gets ``OWN_MARKET_TIERS`` unless the position gives its maintenance
+  margin.
 - ``entry_price`` defaults to the current price; the current price defaults to the last close used.
 - **Leverage.** The engine always uses the effective leverage, notional / collateral (notional at the entry
   price). A given ``leverage`` is checked against it, never silently preferred: in isolated margin it must agree
@@ -20,6 +23,9 @@ Input rules (each breach raises ``InvalidInput`` naming the field, except where 
   drawdown and are annualised as crypto (365 days); closes use 365, or 252 when the bars have no weekend day.
 - ``as_of`` defaults to the last close's time, or to now when only returns (or undated closes) are given.
 - ``history_bars`` is the number of closes used, or the number of returns + 1 (the implied price path).
+- **Finite figures.** Returns are bounded (see ``market_risk``); a notional under ``MIN_NOTIONAL`` is refused, as is
+  a size so small against its collateral that the liquidation price leaves float range. Should any figure still
+  come out infinite or NaN, the inputs are refused with ``InvalidInput`` naming it, never answered with a non-number.
 
 Liquidation uses Binance's mark-price basis (see ``liquidation``). VaR, CVaR and volatility follow
 ``market_risk``; checks, score and alerts follow ``checks`` and ``score``. The hot path is numpy and floats:
@@ -35,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from mikey.domain import PositionInput, RiskAssessment
 from mikey.errors import DataUnavailable, InvalidInput
@@ -53,9 +60,14 @@ LEVERAGE_TOLERANCE = 0.01
 """Relative difference allowed between a given leverage and notional / collateral (isolated margin)."""
 MAX_LEVERAGE = 100.0
 """Largest effective leverage accepted, as ``PositionInput.leverage``."""
+MIN_NOTIONAL = 1e-6
+"""Smallest notional (USD) assessed: below it a position is no trade, and its figures underflow to zero."""
 MIN_CLOSES = 3
 """Closes needed for two returns, the fewest a sample standard deviation can rest on."""
 DEFAULT_LIMITS = RiskLimits()
+OWN_MARKET_TIERS = liq.DEFAULT_TIERS["SOL"]
+"""Tier table of a market MIKEY has none for (the user's own history, e.g. SPY): the strictest bundled one, SOL's
+(1% maintenance margin up to 50,000 USD, rising with size). A position's ``maintenance_margin_ratio`` replaces it."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PER_MICROSECOND = {"s": 1e-6, "ms": 1e-3, "us": 1.0, "ns": 1e3}
@@ -77,7 +89,7 @@ class _History:
 def assess(position: PositionInput, *, closes: pd.Series | Sequence[float] | None = None,
            returns: Sequence[float] | None = None, current_price: float | None = None,
            limits: RiskLimits | None = None, tiers: Mapping[str, Sequence[liq.MarginTier]] | None = None,
-           as_of: datetime | None = None) -> RiskAssessment:
+           as_of: datetime | None = None, market: str | None = None) -> RiskAssessment:
     """The risk of one perpetual position: liquidation, VaR/CVaR, volatility, drawdown, checks, score and alerts.
 
     Args:
@@ -88,13 +100,15 @@ def assess(position: PositionInput, *, closes: pd.Series | Sequence[float] | Non
         limits: the trader's limits (default: ``RiskLimits()``).
         tiers: margin tier tables by market symbol, replacing ``liquidation.DEFAULT_TIERS`` for those markets.
         as_of: the assessment's time and the history's clock (default: see the module docstring).
+        market: the market the history is of when it is the user's own (any symbol); default: ``position.market``,
+            which must then be a covered market.
 
     Raises:
-        UnknownSymbol: the market is not covered.
+        UnknownSymbol: the market is not covered (and ``market`` is not given).
         InvalidInput: an impossible or inconsistent input (see the module docstring).
         DataUnavailable: too little history.
     """
-    market = symbols.resolve(position.market)
+    market = symbols.resolve(position.market) if market is None else market
     limits = DEFAULT_LIMITS if limits is None else limits
     if as_of is not None and as_of.tzinfo is None:
         raise InvalidInput("as_of must be timezone-aware (UTC)")
@@ -113,6 +127,9 @@ def assess(position: PositionInput, *, closes: pd.Series | Sequence[float] | Non
     notional = size * entry
     if not math.isfinite(notional):
         raise InvalidInput("size x entry_price overflows: the notional is not a finite number")
+    if notional < MIN_NOTIONAL:
+        raise InvalidInput(f"size x entry_price = {notional:g} USD is below {MIN_NOTIONAL:g} USD: too small to be a "
+                           "position")
     leverage = _leverage(position, notional)
     table = _tier_table(position, market, notional, tiers)
 
@@ -123,6 +140,9 @@ def assess(position: PositionInput, *, closes: pd.Series | Sequence[float] | Non
                            f"{notional:g} notional: the position would be liquidated as it opens")
     liquidation = liq.liquidation_price(side, size, entry, collateral, table)
     distance = liq.distance_to_liquidation_pct(side, liquidation, current)
+    if liquidation is not None and not (math.isfinite(liquidation) and math.isfinite(distance or 0.0)):
+        raise InvalidInput(f"size {size:g} is too small for collateral {collateral:g}: the liquidation price is beyond "
+                           "floating-point range")
 
     rets = history.returns
     ascending = np.sort(s * rets)
@@ -133,36 +153,53 @@ def assess(position: PositionInput, *, closes: pd.Series | Sequence[float] | Non
     drawdown = mr.max_drawdown(history.path)
 
     tier_max_leverage = liq.tier_for_notional(table, notional).max_leverage
-    check_list = risk_checks.pre_trade_checks(
-        notional=notional, leverage=leverage, worst_day_move=-float(ascending[0]),
-        adverse_move=mr.max_adverse_move(history.path, s), var_99=var_99, distance_pct=distance, limits=limits,
-        tier_max_leverage=tier_max_leverage)
-    factor_list = risk_score.factors(leverage=leverage, distance_pct=distance, var_99=var_99, volatility=volatility,
-                                     drawdown=drawdown)
-    total = risk_score.total(factor_list)
-    sizing = recommended_max_size(collateral=collateral, price=current, max_leverage=limits.max_leverage,
-                                  max_position_notional=limits.max_position_notional, var_99=var_99,
-                                  var_budget_fraction=limits.max_var_99_pct / 100.0,
-                                  tiers=table if position.maintenance_margin_ratio is None else ())
-    reasons = risk_score.reasons(factor_list, check_list)
-    if size > sizing.size:
-        reasons.append(f"The size {size:g} is above the recommended maximum of {sizing.size:.6g}, set by "
-                       f"{sizing.reason}.")
-    alert_list = risk_score.alerts(distance_pct=distance, var_loss_pct=risk_checks.loss_pct_of_collateral(
-        var_99, leverage), leverage=leverage, margin_ratio=ratio, limits=limits, tier_max_leverage=tier_max_leverage)
+    try:  # the result models refuse a non-finite number: such inputs get InvalidInput, not an answer with nulls
+        check_list = risk_checks.pre_trade_checks(
+            notional=notional, leverage=leverage, worst_day_move=-float(ascending[0]),
+            adverse_move=mr.max_adverse_move(history.path, s), var_99=var_99, distance_pct=distance, limits=limits,
+            tier_max_leverage=tier_max_leverage)
+        factor_list = risk_score.factors(leverage=leverage, distance_pct=distance, var_99=var_99,
+                                         volatility=volatility, drawdown=drawdown)
+        total = risk_score.total(factor_list)
+        sizing = recommended_max_size(collateral=collateral, price=current, max_leverage=limits.max_leverage,
+                                      max_position_notional=limits.max_position_notional, var_99=var_99,
+                                      var_budget_fraction=limits.max_var_99_pct / 100.0,
+                                      tiers=table if position.maintenance_margin_ratio is None else ())
+        reasons = risk_score.reasons(factor_list, check_list)
+        if table is OWN_MARKET_TIERS and market not in liq.DEFAULT_TIERS:
+            reasons.append(f"MIKEY has no margin tiers for {market}: the maintenance margin follows its strictest "
+                           "table (SOL's); give maintenance_margin_ratio for your venue's.")
+        if size > sizing.size:
+            reasons.append(f"The size {size:g} is above the recommended maximum of {sizing.size:.6g}, set by "
+                           f"{sizing.reason}.")
+        alert_list = risk_score.alerts(
+            distance_pct=distance, var_loss_pct=risk_checks.loss_pct_of_collateral(var_99, leverage),
+            leverage=leverage, margin_ratio=ratio, limits=limits, tier_max_leverage=tier_max_leverage)
+        when = as_of or history.last_time or datetime.now(UTC)
+        return RiskAssessment(
+            market=market, side=side, size=size, entry_price=entry, notional=notional, collateral=collateral,
+            leverage=leverage, liquidation_price=liquidation, distance_to_liquidation_pct=distance,
+            margin_ratio=ratio, var_95=var_95, cvar_95=cvar_95, var_99=var_99, cvar_99=cvar_99,
+            parametric_var_95=mr.parametric_var(rets, 0.95, side=s, mean=mean, std=std),
+            parametric_var_99=mr.parametric_var(rets, 0.99, side=s, mean=mean, std=std),
+            volatility_annualized=volatility, ewma_volatility_annualized=mr.ewma_volatility(rets, history.periods),
+            max_drawdown=drawdown, risk_score=total, risk_level=risk_score.level_of(total), factors=factor_list,
+            recommended_max_size=sizing.size, checks=check_list, alerts=alert_list, reasons=reasons,
+            as_of=when.astimezone(UTC), history_bars=history.bars,
+        )
+    except ValidationError as exc:
+        raise _not_finite(exc) from exc
 
-    when = as_of or history.last_time or datetime.now(UTC)
-    return RiskAssessment(
-        market=market, side=side, size=size, entry_price=entry, notional=notional, collateral=collateral,
-        leverage=leverage, liquidation_price=liquidation, distance_to_liquidation_pct=distance, margin_ratio=ratio,
-        var_95=var_95, cvar_95=cvar_95, var_99=var_99, cvar_99=cvar_99,
-        parametric_var_95=mr.parametric_var(rets, 0.95, side=s, mean=mean, std=std),
-        parametric_var_99=mr.parametric_var(rets, 0.99, side=s, mean=mean, std=std),
-        volatility_annualized=volatility, ewma_volatility_annualized=mr.ewma_volatility(rets, history.periods),
-        max_drawdown=drawdown, risk_score=total, risk_level=risk_score.level_of(total), factors=factor_list,
-        recommended_max_size=sizing.size, checks=check_list, alerts=alert_list, reasons=reasons,
-        as_of=when.astimezone(UTC), history_bars=history.bars,
-    )
+
+def _not_finite(exc: ValidationError) -> Exception:
+    """``InvalidInput`` naming the figures that came out infinite or NaN: such inputs are refused, not answered with
+    a non-number. Any other validation error is the engine's own bug and stays one."""
+    errors = exc.errors(include_url=False, include_input=False)
+    if any(e["type"] != "finite_number" for e in errors):
+        return exc
+    figures = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors)
+    return InvalidInput(f"with these inputs the assessment's {figures} would not be a finite number (beyond "
+                        "floating-point range)")
 
 
 def _leverage(position: PositionInput, notional: float) -> float:
@@ -195,7 +232,7 @@ def _tier_table(position: PositionInput, market: str, notional: float,
         raise InvalidInput("maintenance_amount needs maintenance_margin_ratio: an amount belongs to a tier's rate")
     if tiers is not None and market in tiers:
         return liq.validate_tiers(tiers[market])
-    return liq.DEFAULT_TIERS[market]
+    return liq.DEFAULT_TIERS.get(market, OWN_MARKET_TIERS)
 
 
 def _history(closes: Any, returns: Sequence[float] | None, as_of: datetime | None) -> _History:

@@ -17,6 +17,9 @@ Conventions (the issue's contract; every function here follows them):
   returned is the forecast for the day after the last return, annualised like the plain volatility.
 - Max drawdown is the largest fall from a running peak of the price path, ``max_t (1 - P_t / max_(s<=t) P_s)``,
   a fraction in [0, 1).
+- A daily return is a fraction above -1 (-100%: no price left) and at most ``MAX_DAILY_RETURN`` (+1,000%), and the
+  returns must compound to a price path that stays a positive, finite float: anything else is ``InvalidInput``
+  naming ``returns``, never an infinite or NaN figure.
 
 Everything is numpy on float64 arrays: no pandas in the hot path.
 """
@@ -29,6 +32,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from mikey.domain import MAX_DAILY_RETURN
 from mikey.errors import InvalidInput
 
 EWMA_LAMBDA = 0.94
@@ -42,7 +46,8 @@ _UNIT_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": _NS_
 
 
 def as_prices(values: Sequence[float] | np.ndarray) -> np.ndarray:
-    """``values`` as a float64 array of prices; raises ``InvalidInput`` for non-finite or non-positive ones."""
+    """``values`` as a float64 array of prices; raises ``InvalidInput`` for non-finite or non-positive ones, or for
+    prices so far apart that their ratio (a return, a drawdown) is beyond floating-point range."""
     prices = np.asarray(values, dtype=np.float64)
     if prices.ndim != 1:
         raise InvalidInput("prices must be a one-dimensional series")
@@ -50,21 +55,41 @@ def as_prices(values: Sequence[float] | np.ndarray) -> np.ndarray:
         raise InvalidInput("prices contain NaN or infinity")
     if (prices <= 0).any():
         raise InvalidInput("prices must be positive")
+    if len(prices) and not _within_range(prices):
+        raise InvalidInput(f"prices span {prices.min():g} to {prices.max():g}: their ratios are beyond floating-point "
+                           "range")
     return prices
 
 
+def _within_range(path: np.ndarray) -> bool:
+    """Whether every ratio of two of these positive prices (drawdowns, moves) is a finite float."""
+    with np.errstate(over="ignore"):
+        return bool(np.isfinite(path.max() / path.min()))
+
+
 def as_returns(values: Sequence[float] | np.ndarray, *, min_count: int = 2) -> np.ndarray:
-    """``values`` as a float64 array of simple returns; raises ``InvalidInput`` for NaN, inf, <= -100% or too few."""
+    """``values`` as a float64 array of daily simple returns; raises ``InvalidInput`` (its message starting with
+    ``returns``) for NaN, inf, a return at or below -100% or above ``MAX_DAILY_RETURN``, or too few."""
     returns = np.asarray(values, dtype=np.float64)
     if returns.ndim != 1:
         raise InvalidInput("returns must be a one-dimensional series")
     if len(returns) < min_count:
-        raise InvalidInput(f"at least {min_count} returns are needed; got {len(returns)}")
+        raise InvalidInput(f"returns: at least {min_count} are needed; got {len(returns)}")
     if not np.isfinite(returns).all():
-        raise InvalidInput("returns contain NaN or infinity")
+        raise InvalidInput(f"returns contain NaN or infinity (at position {_first(~np.isfinite(returns))})")
     if (returns <= -1).any():
-        raise InvalidInput("a simple return of -100% or less is impossible for a positive price")
+        at = _first(returns <= -1)
+        raise InvalidInput(f"returns: a daily return must be above -1 (-100% leaves no price); got {returns[at]:g} "
+                           f"at position {at}")
+    if (returns > MAX_DAILY_RETURN).any():
+        at = _first(returns > MAX_DAILY_RETURN)
+        raise InvalidInput(f"returns: a daily return must be at most {MAX_DAILY_RETURN:g} (+{MAX_DAILY_RETURN:.0%}), "
+                           f"more than any perpetual market moves in a day; got {returns[at]:g} at position {at}")
     return returns
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.argmax(mask))
 
 
 def simple_returns(closes: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -74,8 +99,17 @@ def simple_returns(closes: Sequence[float] | np.ndarray) -> np.ndarray:
 
 
 def price_path(returns: np.ndarray) -> np.ndarray:
-    """The price path 1, (1 + r_1), (1 + r_1)(1 + r_2), ... that ``returns`` compound to (for drawdowns)."""
-    return np.concatenate(([1.0], np.cumprod(1.0 + returns)))
+    """The price path 1, (1 + r_1), (1 + r_1)(1 + r_2), ... that ``returns`` compound to (for drawdowns).
+
+    Raises ``InvalidInput`` when the path, or the ratio of its highest to its lowest price, leaves the positive finite
+    floats (e.g. hundreds of +1,000% days).
+    """
+    with np.errstate(over="ignore", under="ignore"):
+        path = np.concatenate(([1.0], np.cumprod(1.0 + returns)))
+    if not (np.isfinite(path).all() and (path > 0).all() and _within_range(path)):
+        raise InvalidInput(f"returns compound to a price path from {path.min():g} to {path.max():g} times the "
+                           "first price: beyond floating-point range, not a market's history")
+    return path
 
 
 def quantile_sorted(ascending: np.ndarray, q: float) -> float:

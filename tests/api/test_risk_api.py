@@ -187,7 +187,7 @@ def test_cached_closes_are_read_only() -> None:
     ('{"market": "SOL", "side": "long", "size": 1, "collateral": Infinity}', "collateral", "finite"),
     ('{"market": "SOL", "side": "long", "size": 1, "collateral": 100, "entry_price": -Infinity}', "entry_price", ""),
     ('{"market": "SOL", "side": "long", "size": 1, "collateral": 100, "returns": [0.01, NaN]}', "returns.1", "finite"),
-    ({**POSITION, "size": "nan"}, "size", "finite"),
+    ({**POSITION, "size": "nan"}, "size", "valid number"),  # a string is not a number, whatever it spells
     ({**POSITION, "leverage": 0}, "leverage", "greater than 0"),
     ({**POSITION, "leverage": 101}, "leverage", "less than or equal to 100"),
     ({**POSITION, "leverage": -3}, "leverage", "greater than 0"),
@@ -213,6 +213,80 @@ def test_nan_is_never_echoed_back(client) -> None:
     assert resp.status_code == 422
     assert {d["field"] for d in resp.json()["detail"]} == {"size", "collateral"}
     assert "NaN" not in resp.text
+
+
+@pytest.mark.parametrize("returns", [[1e308, 1e308, -0.5], [1e200, 1e200], [100] * 158, [1e200, -0.5]])
+def test_returns_no_market_can_make_are_422_on_returns(client, returns) -> None:
+    """Returns beyond +1,000% a day overflowed to a 500, or to a 200 with null figures; they are refused, each one."""
+    resp = post(client, {**POSITION, "returns": returns})
+    assert resp.status_code == 422, resp.text
+    detail = resp.json()["detail"]
+    too_big = [f"returns.{i}" for i, r in enumerate(returns) if r > 10]
+    assert [d["field"] for d in detail] == too_big
+    assert all(d["reason"] == "Input should be less than or equal to 10" for d in detail)
+
+
+def test_returns_of_minus_100_percent_name_the_field(client) -> None:
+    resp = post(client, {**POSITION, "returns": [-1, -1, 0.1]})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["detail"] == [
+        {"field": f"returns.{i}", "reason": "Input should be greater than -1", "type": "greater_than"} for i in (0, 1)]
+
+
+def test_returns_compounding_beyond_float_range_are_422_on_returns(client) -> None:
+    """Each day within bounds, but a year of +1,000% days compounds past the largest float: refused by the engine."""
+    resp = post(client, {**POSITION, "returns": [10] * 365})
+    assert resp.status_code == 422, resp.text
+    [issue] = resp.json()["detail"]
+    assert issue["field"] == "returns" and "beyond floating-point range" in issue["reason"]
+
+
+def test_answers_to_extreme_returns_hold_only_numbers(client) -> None:
+    """At the bounds the figures are still finite: no ``null`` where the schema promises a number."""
+    resp = post(client, {**POSITION, "returns": [10, -0.999999, 10, -0.999999]})
+    assert resp.status_code == 200, resp.text
+    result = RiskAssessment.model_validate_json(resp.content)  # refuses NaN and infinity
+    assert result.var_99 == pytest.approx(0.999999) and 0.999999 < result.max_drawdown < 1
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("size", True), ("size", "10"), ("collateral", "100"), ("collateral", False), ("entry_price", "20"),
+    ("leverage", True), ("maintenance_margin_ratio", "0.01"), ("returns", ["0.01", 0.02]),
+])
+def test_numbers_are_strict(client, field, value) -> None:
+    """``true`` and ``"10"`` are not numbers: a number field takes a JSON number only."""
+    resp = post(client, {**POSITION, field: value})
+    assert resp.status_code == 422, resp.text
+    [issue] = resp.json()["detail"]
+    assert issue["field"] in (field, f"{field}.0") and issue["reason"] == "Input should be a valid number"
+
+
+def test_json_integers_are_numbers(client) -> None:
+    as_ints = post(client, {**POSITION, "entry_price": 20, "returns": [0, 1, -0]})
+    as_floats = post(client, {**POSITION, "size": 10.0, "collateral": 100.0, "entry_price": 20.0,
+                              "returns": [0.0, 1.0, 0.0]})
+    assert as_ints.status_code == 200, as_ints.text
+    assert as_ints.json() == as_floats.json()
+
+
+@pytest.mark.parametrize("url", [URL, "/v1/chat", "/v1/chat/stream"])
+def test_a_body_that_is_not_utf8_is_422_in_the_error_shape(client, url) -> None:
+    resp = client.post(url, content=b'{"market": "SOL\xff", "message": "hi\xff"}',
+                       headers={"content-type": "application/json"})
+    assert resp.status_code == 422, resp.text
+    body = resp.json()
+    assert body["error"] == "ValidationError"
+    [issue] = body["detail"]
+    assert issue["field"] == "body" and issue["type"] == "json_invalid"
+    assert issue["reason"].startswith("invalid JSON: ")
+
+
+def test_http_errors_keep_the_error_shape(client) -> None:
+    resp = client.get(URL)
+    assert resp.status_code == 405 and resp.headers["allow"] == "POST"
+    assert resp.json() == {"error": "HTTPException",
+                           "detail": [{"field": None, "reason": "Method Not Allowed", "type": "http_405"}]}
+    assert client.get("/v1/nothing").json()["detail"][0]["type"] == "http_404"
 
 
 @pytest.mark.parametrize(("body", "field", "words"), [

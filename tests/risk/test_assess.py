@@ -142,6 +142,34 @@ def test_unknown_market(sol_year: pd.Series) -> None:
         assess(position(market="DOGE"), closes=sol_year)
 
 
+def test_the_users_own_market(sol_year: pd.Series) -> None:
+    """History of the user's own (a CSV of SPY, say) is assessed under ``market=``, with the strictest tier table."""
+    own = assess(position(market="SPY"), closes=sol_year, market="SPY")
+    sol = assess(position(), closes=sol_year)
+    assert own.market == "SPY"
+    assert own.model_dump(exclude={"market", "reasons"}) == sol.model_dump(exclude={"market", "reasons"})
+    assert any("no margin tiers for SPY" in r for r in own.reasons)
+    given = assess(position(market="SPY", maintenance_margin_ratio=0.05), closes=sol_year, market="SPY")
+    assert given.margin_ratio == pytest.approx(given.notional * 0.05 / given.collateral)
+    assert not any("margin tiers" in r for r in given.reasons)
+
+
+@pytest.mark.parametrize(("fields", "words"), [
+    ({"size": 5e-324}, "below 1e-06 USD: too small to be a position"),
+    ({"side": "short", "size": 1e-7, "collateral": 1e306}, "size 1e-07 is too small for collateral 1e+306"),
+])
+def test_amounts_beyond_float_range_are_refused(sol_year: pd.Series, fields, words) -> None:
+    """Sizes so small that the liquidation price divides by zero or overflows: refused, never inf or a crash."""
+    with pytest.raises(InvalidInput) as caught:
+        assess(position(**fields), closes=sol_year)
+    assert words in str(caught.value)
+
+
+def test_returns_compounding_beyond_float_range_are_refused() -> None:
+    with pytest.raises(InvalidInput, match="^returns compound to a price path"):
+        assess(position(), returns=[10.0] * 365, current_price=20.0)
+
+
 def test_leverage_consistency(sol_year: pd.Series) -> None:
     last = float(sol_year.iloc[-1])
     implied = 100 * last / 500
@@ -221,6 +249,16 @@ def test_recommended_size_respects_the_var_budget(sol_year: pd.Series) -> None:
 
 def test_same_input_same_output(sol_year: pd.Series) -> None:
     assert assess(position(), closes=sol_year) == assess(position(), closes=sol_year)
+
+
+def test_position_input_is_strict() -> None:
+    """Numbers must be numbers: a bool or a numeric string is refused (ints are floats)."""
+    for value in (True, "10"):
+        with pytest.raises(ValidationError, match="valid number"):
+            position(size=value)
+    assert position(size=10).size == 10.0
+    with pytest.raises(ValidationError, match="less than or equal to 10"):
+        position(returns=[0.1, 10.5])
 
 
 def test_position_input_refuses_nan_and_negatives() -> None:

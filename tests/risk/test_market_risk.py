@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mikey.domain import MAX_DAILY_RETURN
 from mikey.errors import InvalidInput
 from mikey.risk import market_risk as mr
 
@@ -228,3 +229,37 @@ def test_bad_prices_and_returns_are_refused() -> None:
         mr.as_returns([0.1, -1.0])
     with pytest.raises(InvalidInput, match="infinity"):
         mr.as_returns([0.1, float("inf")])
+
+
+@pytest.mark.parametrize(("returns", "words"), [
+    ([1e308, 1e308, -0.5], "at most 10 (+1000%), more than any perpetual market moves in a day; got 1e+308 at "
+                           "position 0"),
+    ([0.1, 1e200], "at most 10 (+1000%), more than any perpetual market moves in a day; got 1e+200 at position 1"),
+    ([100.0] * 158, "at most 10"),
+    ([0.1, -1.0, -1.0], "above -1 (-100% leaves no price); got -1 at position 1"),
+])
+def test_returns_are_bounded_to_a_markets_day(returns, words) -> None:
+    """A daily return is a fraction above -1 and at most ``MAX_DAILY_RETURN``: the message names ``returns``."""
+    with pytest.raises(InvalidInput, match="^returns: ") as caught:
+        mr.as_returns(returns)
+    assert words in str(caught.value)
+
+
+def test_the_bounds_themselves_are_returns() -> None:
+    assert list(mr.as_returns([MAX_DAILY_RETURN, -0.999999])) == [MAX_DAILY_RETURN, -0.999999]
+
+
+@pytest.mark.parametrize("returns", [
+    [MAX_DAILY_RETURN] * 365,  # 11^365: overflows to infinity
+    [-0.99] * 200,  # 0.01^200: underflows to zero
+    [-0.9] * 200 + [9.0] * 350,  # from 1e-200 up to 1e150: every price finite, their ratio is not
+])
+def test_a_price_path_beyond_float_range_is_refused(returns) -> None:
+    with np.errstate(all="raise"):  # and no overflow happens on the way to the refusal
+        with pytest.raises(InvalidInput, match="^returns compound to a price path .* beyond floating-point range"):
+            mr.price_path(mr.as_returns(returns))
+
+
+def test_prices_whose_ratio_overflows_are_refused() -> None:
+    with pytest.raises(InvalidInput, match="beyond floating-point range"):
+        mr.simple_returns([1e-300, 1.0, 1e300])
