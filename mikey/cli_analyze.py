@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mikey.errors import InvalidInput
+from mikey.errors import DataUnavailable, InvalidInput
 
 
 def analyze(
@@ -27,8 +27,12 @@ def analyze(
     from mikey.market import symbols
 
     settings = _settings()
-    market = symbols.resolve(symbol)
+    market = symbols.resolve(symbol) if history is None else symbols.resolve_own(symbol)  # a CSV: any market
     clock = _utc_day(as_of, "--as-of") if as_of else None
+    if chart is not None:
+        from mikey.market.chart import chart_path
+
+        chart = chart_path(chart)  # a folder that does not exist is refused before the work, not after it
     if history is not None:
         if not history.is_file():
             raise InvalidInput(f"--history file not found: {history}")
@@ -37,7 +41,11 @@ def analyze(
         from mikey.market.feeds import open_feed
 
         feed = open_feed(settings)
-        frame, source = frame_from_candles(feed.candles(market, end=clock)), feed.name
+        candles = feed.candles(market, end=clock) or feed.candles(market)  # none by then: say where the bars start
+        frame, source = frame_from_candles(candles), feed.name
+    if clock is not None and len(frame) and frame.index.min() > clock:
+        raise DataUnavailable(f"no {market} bars on or before {as_of} in {source}: its bars start "
+                              f"{frame.index.min():%Y-%m-%d}")
     report = run(frame, symbol=market, source=source, news=_news(settings, market), as_of=clock)
     if chart is not None:
         from mikey.analysis.chart import analysis_chart

@@ -25,7 +25,8 @@ def assess(
                                              " and optionally entry_price, leverage, margin_mode,"
                                              " maintenance_margin_ratio, maintenance_amount, returns.")],
     history: Annotated[Path | None, typer.Option("--history", help="Market-risk figures from this OHLCV CSV (its last"
-                                                 " 365 bars) instead of the feed's daily candles.")] = None,
+                                                 " 365 bars) instead of the feed's daily candles; any market"
+                                                 " symbol.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the assessment as JSON (the API's response).")]
     = False,
 ) -> None:
@@ -40,7 +41,7 @@ def assess(
 
         if not history.is_file():
             raise InvalidInput(f"--history file not found: {history}")
-        bars = history_from_frame(load_ohlcv_csv(history), symbols.resolve(position.market),
+        bars = history_from_frame(load_ohlcv_csv(history), symbols.resolve_own(position.market),  # the user's data
                                   source=f"csv:{history.name}")
     else:
         from mikey.cli import _settings
@@ -61,9 +62,14 @@ def read_position(path: Path) -> PositionInput:
     from mikey.domain import PositionInput
 
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"--input {path}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"--input {path}: not a JSON text file (byte {exc.start} is {data[exc.start]:#04x}, not "
+                           "UTF-8)") from exc
     try:
         return PositionInput.model_validate_json(text)
     except ValidationError as exc:

@@ -81,6 +81,13 @@ def test_table_output(env, tmp_path) -> None:
     ({**POSITION, "leverage": 500}, "leverage: Input should be less than or equal to 100"),
     ({**POSITION, "market": "DOGE"}, "unknown market 'DOGE'"),
     ("{not json", "position.json"),
+    ({**POSITION, "returns": [1e308, 1e308, -0.5]}, "returns.0: Input should be less than or equal to 10"),
+    ({**POSITION, "returns": [100] * 158}, "returns.0: Input should be less than or equal to 10"),
+    ({**POSITION, "returns": [1e200, -0.5]}, "returns.0: Input should be less than or equal to 10"),
+    ({**POSITION, "returns": [-1, -1, 0.1]}, "returns.0: Input should be greater than -1"),
+    ({**POSITION, "returns": [10] * 365}, "returns compound to a price path"),
+    ({**POSITION, "size": True}, "size: Input should be a valid number"),
+    ({**POSITION, "size": "10"}, "size: Input should be a valid number"),
 ])
 def test_bad_input_is_one_clear_line(env, tmp_path, body, words) -> None:
     done = run_mikey("risk", "assess", "--input", str(write(tmp_path, body)), env=env)
@@ -88,6 +95,31 @@ def test_bad_input_is_one_clear_line(env, tmp_path, body, words) -> None:
     assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
     assert words in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_binary_input_file_is_one_clear_line(env, tmp_path) -> None:
+    binary = tmp_path / "position.json"
+    binary.write_bytes(b"\xcd\x00\xff" + bytes(range(256)))
+    done = run_mikey("risk", "assess", "--input", str(binary), env=env)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == f"error: --input {binary}: not a JSON text file (byte 0 is 0xcd, not UTF-8)\n"
+
+
+def test_history_of_the_users_own_market(env, tmp_path) -> None:
+    """A CSV is the user's data: any symbol (SPY here) is assessed on it, with the strictest tier table."""
+    csv = history_csv(tmp_path)
+    spy = write(tmp_path, {**POSITION, "market": "spy"})
+    done = run_mikey("risk", "assess", "--input", str(spy), "--history", str(csv), "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    result = RiskAssessment.model_validate_json(done.stdout)
+    as_sol = run_mikey("risk", "assess", "--input", str(write(tmp_path, POSITION, "sol.json")), "--history", str(csv),
+                       "--json", env=env)
+    sol = RiskAssessment.model_validate_json(as_sol.stdout)
+    assert result.market == "SPY"
+    assert result.model_dump(exclude={"market", "reasons"}) == sol.model_dump(exclude={"market", "reasons"})
+    assert any("no margin tiers for SPY" in r for r in result.reasons)
+    feed = run_mikey("risk", "assess", "--input", str(spy), env=env)  # without a CSV, the feed covers BTC ETH SOL
+    assert feed.returncode == 1 and "unknown market 'spy'; supported markets: BTC, ETH, SOL" in feed.stderr
 
 
 def test_missing_files_are_one_clear_line(env, tmp_path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mikey.domain import Candle
+from mikey.errors import InvalidInput
 
 UP, DOWN = "#1a9850", "#d73027"
 
@@ -48,6 +49,17 @@ def candle_chart(candles: Sequence[Candle], title: str, path: str | Path) -> Pat
         plt.close(fig)
 
 
+def chart_path(path: str | Path) -> Path:
+    """The PNG file a ``--chart`` option names, checked before any work: its folder must exist and it must not be a
+    folder itself (``InvalidInput`` otherwise)."""
+    out = Path(path)
+    if out.is_dir():
+        raise InvalidInput(f"--chart {out} is a folder; name a file in it, e.g. {out / 'chart.png'}")
+    if not out.parent.is_dir():
+        raise InvalidInput(f"--chart {out}: the folder {out.parent} does not exist")
+    return out
+
+
 def save(fig: Any, date_axis: Any, path: str | Path) -> Path:
     """Concise date ticks on the shared x axis, tight layout, and the PNG written to ``path``."""
     import matplotlib.dates as mdates
@@ -57,5 +69,8 @@ def save(fig: Any, date_axis: Any, path: str | Path) -> Path:
     date_axis.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     fig.tight_layout()
     out = Path(path)
-    fig.savefig(out, dpi=110)
+    try:
+        fig.savefig(out, dpi=110)
+    except OSError as exc:  # no such folder, no permission, disk full
+        raise InvalidInput(f"cannot write the chart to {out}: {exc.strerror or exc}") from exc
     return out

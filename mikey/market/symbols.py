@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from mikey.errors import UnknownSymbol
+from mikey.errors import InvalidInput, UnknownSymbol
 
 SUPPORTED: tuple[str, ...] = ("BTC", "ETH", "SOL")
 
@@ -30,3 +30,11 @@ def resolve(name: str) -> str:
     if symbol is None:
         raise UnknownSymbol(name.strip(), list(SUPPORTED))
     return symbol
+
+
+def resolve_own(name: str) -> str:
+    """The market of the user's own data (``--history FILE.csv``): the supported symbol ``name`` stands for, else
+    ``name`` itself, stripped and upper-cased (``spy`` is ``SPY``). Raises ``InvalidInput`` for a blank name."""
+    if not name.strip():
+        raise InvalidInput("the market name is empty; give the symbol the history is of, e.g. SOL or SPY")
+    return normalize(name) or name.strip().upper()

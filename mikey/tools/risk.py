@@ -84,16 +84,18 @@ def assess_with_history(position: PositionInput, history: MarketHistory, *, limi
                         tiers: Mapping[str, Sequence[MarginTier]] | None = None) -> RiskAssessment:
     """The engine's assessment of ``position`` against ``history``; ``position.returns``, when given, replace it.
 
-    Raises ``UnknownSymbol`` when the position's market is not covered or is not the history's market.
+    The history's market may be any symbol when it is the user's own (``history_from_frame`` over a CSV named by
+    ``symbols.resolve_own``); the feed's histories are covered markets. Raises ``UnknownSymbol`` when the position's
+    market is not the history's.
     """
-    market = symbols.resolve(position.market)
+    market = symbols.resolve_own(position.market)
     if market != history.symbol:
         raise UnknownSymbol(position.market, [history.symbol])
     if market != position.market:
         position = position.model_copy(update={"market": market})
     closes = None if position.returns is not None else history.closes
     return assess(position, closes=closes, returns=position.returns, current_price=history.price, limits=limits,
-                  tiers=tiers, as_of=history.as_of)
+                  tiers=tiers, as_of=history.as_of, market=market)
 
 
 def assess_position(feed: PriceFeed, position: PositionInput) -> RiskAssessment:

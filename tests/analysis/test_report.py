@@ -90,6 +90,41 @@ def test_cli_bad_history_is_one_clear_line(isolated_env, tmp_path, rows, message
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("history", [False, True], ids=["feed", "csv"])
+def test_cli_as_of_before_any_bar_is_one_clear_line(isolated_env, history) -> None:
+    from mikey.market.replay import bundled_data_dir
+
+    csv = bundled_data_dir() / "SOL-USD.daily.csv"
+    args = ["--history", str(csv)] if history else []
+    done = run_mikey("analyze", "SOL", "--as-of", "1999-01-01", *args, env={"MIKEY_HOME": str(isolated_env)})
+    source = "csv:SOL-USD.daily.csv" if history else "replay"
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == f"error: no SOL bars on or before 1999-01-01 in {source}: its bars start 2021-01-01\n"
+
+
+def test_cli_chart_into_a_missing_folder_is_one_clear_line(isolated_env, tmp_path) -> None:
+    missing = tmp_path / "nonexistent" / "x.png"
+    done = run_mikey("analyze", "SOL", "--chart", str(missing), env={"MIKEY_HOME": str(isolated_env)})
+    assert done.returncode == 1 and done.stdout == "", done.stderr
+    assert done.stderr == f"error: --chart {missing}: the folder {missing.parent} does not exist\n"
+
+
+def test_cli_history_of_any_symbol(isolated_env, tmp_path) -> None:
+    """A CSV is the user's own data: SPY (or any name) is analysed on it, the same way as a covered market."""
+    from mikey.market.replay import bundled_data_dir
+
+    csv = bundled_data_dir() / "SOL-USD.daily.csv"
+    env = {"MIKEY_HOME": str(isolated_env)}
+    spy = run_mikey("analyze", "spy", "--history", str(csv), "--json", env=env)
+    assert spy.returncode == 0, spy.stderr
+    sol = run_mikey("analyze", "SOL", "--history", str(csv), "--json", env=env)
+    as_spy = json.loads(spy.stdout)
+    assert as_spy["symbol"] == "SPY" and as_spy["signal"]["symbol"] == "SPY" and no_nan(as_spy)
+    assert as_spy == json.loads(sol.stdout.replace('"SOL"', '"SPY"'))
+    feed = run_mikey("analyze", "SPY", env=env)  # the feed covers BTC, ETH and SOL only
+    assert feed.returncode == 1 and feed.stderr.startswith("error: unknown market 'SPY'")
+
+
 def test_agent_tool_gives_the_same_report_as_the_engine() -> None:
     from mikey.tools.analysis import analyze_market
 
