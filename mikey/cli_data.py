@@ -107,10 +107,18 @@ def ingest(
 
     settings = _settings()
     markets = [names.resolve(s) for s in symbol] if symbol else list(names.SUPPORTED)
-    collectors, clients = build_collectors(settings, markets)
     store = open_store(settings)
+    try:
+        collectors, clients = build_collectors(settings, markets, store)  # the replay resumes after what is stored
+    except BaseException:
+        store.close()
+        raise
     bus = RedisStreamBus(settings.redis_url) if settings.redis_url else InProcessBus()
     service = IngestService(collectors, store, bus, settings)
+
+    for c in collectors:
+        for market, last in sorted(getattr(c, "resume", {}).items()):
+            typer.echo(f"{c.name} {market}: resuming after {last:%Y-%m-%d %H:%M} UTC, the last bar stored")
 
     async def main() -> None:
         if once:
@@ -153,7 +161,7 @@ def show(
     interval: Annotated[str, Interval] = "1d",
     start: Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD.")] = None,
     end: Annotated[str | None, typer.Option("--to", help="Last day, YYYY-MM-DD (inclusive).")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="Rows to print (the newest).")] = 20,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Rows to print (the newest).")] = 20,
     chart: Annotated[str | None, typer.Option("--chart", help="Also draw a candle chart to this PNG file.")] = None,
 ) -> None:
     """Show stored candles of a market as a table, and optionally a PNG candle chart."""
@@ -167,6 +175,10 @@ def show(
     settings = _settings()
     market = symbols.resolve(symbol)
     interval = _interval(interval)
+    if chart:
+        from mikey.market.chart import chart_path
+
+        chart_path(chart)  # a folder that does not exist is refused before the table, not after it
     lo = _day(start, "--from") if start else datetime(1970, 1, 1, tzinfo=UTC)
     hi = _day(end, "--to") + timedelta(days=1) if end else datetime(9999, 1, 1, tzinfo=UTC)
     store = open_store(settings)

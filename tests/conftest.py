@@ -47,12 +47,18 @@ def settings(isolated_env: Path):
     return Settings(home=isolated_env, memory_enabled=False, cache_enabled=False)
 
 
-def run_mikey(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-    """Run the ``mikey`` CLI in a fresh interpreter with the network guard loaded."""
+def mikey_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a ``mikey`` subprocess: no provider keys or MIKEY_* settings but ``env``'s, the network
+    guard loaded, wide columns."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("MIKEY_") and k not in PROVIDER_KEYS}
     full_env.update({"PYTHONPATH": str(NETGUARD_DIR), "COLUMNS": "200"})
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "mikey", *args], capture_output=True, text=True, env=full_env,
+    return full_env
+
+
+def run_mikey(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run the ``mikey`` CLI in a fresh interpreter with the network guard loaded."""
+    return subprocess.run([sys.executable, "-m", "mikey", *args], capture_output=True, text=True, env=mikey_env(env),
                           timeout=timeout, cwd=REPO)
 
 

@@ -6,14 +6,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from mikey.market.news import RssCollector
-from mikey.market.pipeline import Collector, Item, ReplayCollector, ThreadCollector
+from mikey.market.pipeline import Collector, Item, ReplayCollector, ThreadCollector, replay_resume
 from mikey.market.replay import ReplayFeed
 from mikey.settings import Settings
 
 
-def build_collectors(settings: Settings, symbols: Sequence[str]) -> tuple[list[Collector], list[Any]]:
+def build_collectors(settings: Settings, symbols: Sequence[str],
+                     store: Any | None = None) -> tuple[list[Collector], list[Any]]:
     """Collectors for prices (replay or Pyth), news (when feeds are configured) and social (when tokens are set).
 
+    With the market ``store`` ingestion writes to, the replay resumes after the bars it already holds.
     Returns the collectors and the clients to close when ingestion ends.
     """
     interval = settings.ingest_interval_seconds
@@ -33,7 +35,9 @@ def build_collectors(settings: Settings, symbols: Sequence[str]) -> tuple[list[C
             closing.append(switchboard)
             collectors.append(ThreadCollector("switchboard", lambda: switchboard.latest(list(hashes)), interval))
     else:
-        collectors.append(ReplayCollector(ReplayFeed(settings.replay_dir, settings.as_of), symbols, interval))
+        feed = ReplayFeed(settings.replay_dir, settings.as_of)
+        resume = replay_resume(store, feed, symbols) if store is not None else None
+        collectors.append(ReplayCollector(feed, symbols, interval, resume=resume))
     if settings.news_feeds:
         rss = RssCollector(settings.news_feeds, timeout=settings.http_timeout)
         closing.append(rss)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -174,13 +174,18 @@ def _merge(bars: Sequence[Candle], start: datetime) -> Candle:
 class ReplayCollector:
     """Replays bundled history as live quotes: each round emits the next bar of every symbol.
 
-    Its clock is the replayed bar's time, so validation judges staleness in replay time, not wall time.
+    Its clock is the replayed bar's time, so validation judges staleness in replay time, not wall time. ``resume``
+    maps a market to the last bar already ingested (``replay_resume``): that market's replay goes on after it, so an
+    ingestion killed mid-way continues where it stopped instead of starting the history again.
     """
 
-    def __init__(self, feed: Any, symbols: Sequence[str], interval: float = 1.0, start: datetime | None = None):
+    def __init__(self, feed: Any, symbols: Sequence[str], interval: float = 1.0, start: datetime | None = None,
+                 resume: Mapping[str, datetime] | None = None):
         self.name = "replay"
         self.interval = interval
-        self._quotes = feed.replay(list(symbols), start=start)
+        self.resume = dict(resume or {})
+        quotes = feed.replay(list(symbols), start=start)  # from the first bar, so each prev_close is the stored one
+        self._quotes = (q for q in quotes if q.symbol not in self.resume or q.as_of > self.resume[q.symbol])
         self._batch = len(symbols)
         self._now = datetime.min.replace(tzinfo=UTC)
 
@@ -192,6 +197,16 @@ class ReplayCollector:
         if quotes:
             self._now = max(self._now, *(q.as_of for q in quotes))
         return quotes
+
+
+def replay_resume(store: Any, feed: Any, symbols: Sequence[str]) -> dict[str, datetime]:
+    """Per market, the open time of the last daily bar the store holds from ``feed``'s replay, if any.
+
+    The 1d bar is the last thing a round writes for a quote (quote, then its 1m, 1h and 1d bars), so a bar whose
+    round a kill cut short has no 1d bar yet and is replayed again: storing it twice changes nothing.
+    """
+    found = {s: store.latest_candle_time(s, "1d", source=feed.source(s)) for s in symbols}
+    return {s: t for s, t in found.items() if t is not None}
 
 
 class ThreadCollector:

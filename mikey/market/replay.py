@@ -81,6 +81,12 @@ class ReplayFeed:
     def symbols(self) -> list[str]:
         return sorted(self._files)
 
+    def source(self, symbol: str) -> str:
+        """The ``source`` of the quotes of ``symbol``: the file they are replayed from."""
+        if symbol not in self._files:
+            raise UnknownSymbol(symbol, self.symbols())
+        return f"replay:{self._files[symbol].name}"
+
     def _history(self, symbol: str) -> list[Candle]:
         if symbol not in self._files:
             raise UnknownSymbol(symbol, self.symbols())
@@ -110,7 +116,7 @@ class ReplayFeed:
         last = bars[-1]
         prev = bars[-2].close if len(bars) > 1 else None
         return Quote(symbol=symbol, price=last.close, as_of=last.ts, prev_close=prev,
-                     source=f"replay:{self._files[symbol].name}")
+                     source=self.source(symbol))
 
     def replay(self, symbols: list[str], *, start: datetime | None = None) -> Iterator[Quote]:
         """Bars as quotes in time order (ties by symbol), from ``start`` up to the clock."""
@@ -120,7 +126,7 @@ class ReplayFeed:
             prev = previous.get(bar.symbol)
             previous[bar.symbol] = bar
             yield Quote(symbol=bar.symbol, price=bar.close, as_of=bar.ts, prev_close=prev.close if prev else None,
-                        source=f"replay:{self._files[bar.symbol].name}")
+                        source=self.source(bar.symbol))
 
     async def stream(self, symbols: list[str], *, start: datetime | None = None,
                      speed: float = math.inf) -> AsyncIterator[Quote]:

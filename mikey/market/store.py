@@ -83,6 +83,10 @@ class MarketStore(Protocol):
         """The newest stored quote of a market (ties: the greatest source name), or None."""
         ...
 
+    def latest_candle_time(self, symbol: str, interval: Interval, *, source: str) -> datetime | None:
+        """Open time of the newest ``interval`` bar of ``symbol`` rolled up from ``source``'s quotes, or None."""
+        ...
+
     def news(self, start: datetime, end: datetime, *, symbol: str | None = None) -> list[NewsItem]:
         """Articles published in ``[start, end)``, oldest first, optionally only those tagged with ``symbol``."""
         ...
@@ -506,6 +510,11 @@ class SqlMarketStore:
         rows = self._read("reading quotes", f"SELECT {', '.join(QUOTE_COLS)} FROM quotes WHERE symbol = ? AND "
                           "ts >= ? AND ts < ? ORDER BY ts, source", (symbol, d.ts_in(start), d.ts_in(end)))
         return [self._quote(r) for r in rows]
+
+    def latest_candle_time(self, symbol: str, interval: Interval, *, source: str) -> datetime | None:
+        rows = self._read("reading the latest candle", 'SELECT MAX(ts) FROM candles WHERE symbol = ? AND '
+                          '"interval" = ? AND source = ?', (symbol, _interval(interval), source))
+        return None if rows[0][0] is None else self._d.ts_out(rows[0][0])
 
     def latest_quote(self, symbol: str) -> Quote | None:
         with self._lock:

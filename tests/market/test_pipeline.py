@@ -12,7 +12,7 @@ import pytest
 from mikey.domain import Quote
 from mikey.errors import FeedError
 from mikey.market.events import Envelope, InProcessBus, RedisStreamBus, wrap
-from mikey.market.pipeline import IngestService, ReplayCollector, ThreadCollector
+from mikey.market.pipeline import IngestService, ReplayCollector, ThreadCollector, replay_resume
 from mikey.market.replay import ReplayFeed
 from mikey.market.store import open_store
 
@@ -94,6 +94,32 @@ def test_reingesting_changes_nothing(settings, store) -> None:
         asyncio.run(service.run_once())
         asyncio.run(service.run_once())
     assert store.counts()["quotes"] == 4
+
+
+def test_replay_resumes_after_the_last_stored_daily_bar(settings, store) -> None:
+    """A second ingestion goes on where the first stopped; a bar whose 1d roll-up a kill cut short is done again."""
+    feed = ReplayFeed()
+    bars = {s: feed.candles(s)[:6] for s in ("BTC", "SOL")}
+    first = IngestService([ReplayCollector(feed, ["BTC", "SOL"], interval=0)], store, InProcessBus(), settings)
+    for _ in range(4):
+        asyncio.run(first.run_once())
+    # as if killed after storing SOL's fifth quote, before its candles were rolled up
+    store.upsert_quotes([q for q in feed.replay(["SOL"]) if q.as_of == bars["SOL"][4].ts])
+    resume = replay_resume(store, feed, ["BTC", "SOL", "ETH"])
+    assert resume == {"BTC": bars["BTC"][3].ts, "SOL": bars["SOL"][3].ts}  # ETH: nothing stored, from its start
+
+    peek = asyncio.run(ReplayCollector(ReplayFeed(), ["BTC", "SOL"], resume=resume).collect())
+    assert [(q.symbol, q.as_of, q.prev_close) for q in peek] == [
+        (s, bars[s][4].ts, bars[s][3].close) for s in ("BTC", "SOL")]  # the next bar, priced against the stored one
+    again = ReplayCollector(ReplayFeed(), ["BTC", "SOL"], interval=0, resume=resume)
+    service = IngestService([again], store, InProcessBus(), settings)
+    asyncio.run(service.run_once())
+    assert service.stats["replay"].items == 2 and service.stats["replay"].rejected == 0
+    for symbol in ("BTC", "SOL"):
+        stored = store.quotes(symbol, bars[symbol][0].ts, bars[symbol][-1].ts)
+        assert [q.price for q in stored] == [c.close for c in bars[symbol][:5]]  # bars 1..5, none twice
+        daily = store.candles(symbol, "1d", bars[symbol][0].ts, bars[symbol][-1].ts)
+        assert [c.close for c in daily] == [c.close for c in bars[symbol][:5]]  # SOL's cut roll-up redone
 
 
 def test_invalid_quotes_are_rejected_counted_and_never_stored(settings, store) -> None:

@@ -117,6 +117,20 @@ def test_candles_latest_write_of_a_bar_wins(store: SqlMarketStore) -> None:
     assert store.candles("SOL", "1m", *WIDE)[-1].close == Decimal("20")
 
 
+def test_latest_candle_time_is_per_market_interval_and_source(store: SqlMarketStore) -> None:
+    """Where a restarted replay resumes: the newest bar rolled up from one source, whatever the others hold."""
+    assert store.latest_candle_time("SOL", "1m", source="pyth") is None
+    store.upsert_candles([candle(0), candle(1)], interval="1m", source="pyth")
+    store.upsert_candles([candle(5)], interval="1m", source="binance")
+    store.upsert_candles([candle(9, symbol="BTC")], interval="1m", source="pyth")
+    day = timedelta(days=1)
+    store.upsert_candles([candle(3, step=day)], interval="1d", source="pyth")
+    assert store.latest_candle_time("SOL", "1m", source="pyth") == T0 + timedelta(minutes=1)
+    assert store.latest_candle_time("SOL", "1m", source="binance") == T0 + timedelta(minutes=5)
+    assert store.latest_candle_time("SOL", "1d", source="pyth") == T0 + 3 * day
+    assert store.latest_candle_time("ETH", "1m", source="pyth") is None
+
+
 def test_news_first_write_wins_and_posts_take_the_latest_metrics(store: SqlMarketStore) -> None:
     item = NewsItem(id="guid-1", source="theblock", title="ETH ETF", url="https://t/1", published_at=T0,
                     summary="s", symbols=["ETH", "BTC"])
