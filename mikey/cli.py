@@ -208,11 +208,13 @@ def usage() -> None:
     from mikey.router.ledger import Ledger
 
     settings = _settings()
-    if not settings.ledger_db.exists():
-        raise InvalidInput(f"no model calls recorded yet (ledger {settings.ledger_db} does not exist)")
-    ledger = Ledger(settings.ledger_db)
-    rows = ledger.usage()
-    ledger.close()
+    rows: list[dict[str, Any]] = []
+    if settings.ledger_db.exists():  # a fresh home has no ledger yet: its report is empty, not an error
+        ledger = Ledger(settings.ledger_db)
+        try:
+            rows = ledger.usage()
+        finally:
+            ledger.close()
     table = Table(title=f"Model usage ({settings.ledger_db})")
     for column in ("day", "group", "role", "calls", "ok", "cache hits", "tokens in", "tokens out", "cost USD"):
         table.add_column(column, justify="right" if column not in ("day", "group", "role") else "left")
@@ -221,6 +223,8 @@ def usage() -> None:
                       str(r["tokens_in"]), str(r["tokens_out"]), f"{r['cost_usd']:.6f}")
     total = sum(r["cost_usd"] for r in rows)
     Console().print(table)
+    if not rows:
+        Console().print("no model calls recorded yet", highlight=False)
     Console().print(f"total cost: ${total:.6f} over {sum(r['calls'] for r in rows)} calls", highlight=False)
 
 

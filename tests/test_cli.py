@@ -150,7 +150,10 @@ def test_models_shows_configured_key_as_usable() -> None:
 
 def test_usage_reports_the_ledger(isolated_env) -> None:
     env = {"MIKEY_MEMORY_ENABLED": "false", "MIKEY_DEFAULT_MODEL": "offline", "MIKEY_HOME": str(isolated_env)}
-    assert run_mikey("usage", env=env).stderr.startswith("error: no model calls recorded yet")
+    fresh = run_mikey("usage", env=env)  # a first run: an empty report, not an error
+    assert fresh.returncode == 0 and fresh.stderr == "", fresh.stderr
+    assert "no model calls recorded yet" in fresh.stdout and "total cost: $0.000000 over 0 calls" in fresh.stdout
+    assert not list(isolated_env.glob("ledger*"))  # reading the usage writes nothing
     assert run_mikey("chat", "How is SOL doing?", env=env).returncode == 0
     done = run_mikey("usage", env=env)
     assert done.returncode == 0, done.stderr
