@@ -14,7 +14,6 @@ that could is reachable from this graph. A checkpointer keeps the thread (Sqlite
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -31,7 +30,7 @@ from mikey.agents.gather import gather
 from mikey.agents.prompts import load_prompt
 from mikey.agents.state import ChatContext, ChatState, Turn
 from mikey.domain import Answer, Facts, GroundingReport, Intent
-from mikey.errors import ConfigError, MikeyError
+from mikey.errors import MikeyError
 from mikey.market import symbols
 from mikey.router.chat_model import DoneEvent, ErrorEvent, TokenEvent
 from mikey.router.offline import facts_block
@@ -324,39 +323,23 @@ assert all(hasattr(domain, name) for _, name in _STATE_TYPES)
 
 @contextmanager
 def open_checkpointer(settings: Settings) -> Iterator[Any]:
-    """The configured checkpointer: PostgresSaver at ``checkpoint_url``, else a SqliteSaver on ``state_db``."""
+    """The configured checkpointer: PostgreSQL at ``checkpoint_url``, else SQLite on ``state_db``.
+
+    Either keeps only each thread's latest checkpoint, so a thread's storage grows linearly with its length (see
+    ``mikey.agents.checkpoints``): the latest state is all a turn or ``thread_history`` reads.
+    """
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
     serde = JsonPlusSerializer(allowed_msgpack_modules=_STATE_TYPES)
     if settings.checkpoint_url:
-        with _postgres_saver(settings.checkpoint_url, serde) as saver:
+        from mikey.agents.checkpoints_postgres import open_postgres_saver
+
+        with open_postgres_saver(settings.checkpoint_url, serde) as saver:
             yield saver
         return
-    from langgraph.checkpoint.sqlite import SqliteSaver
+    from mikey.agents.checkpoints import open_sqlite_saver
 
-    settings.state_db.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(settings.state_db, check_same_thread=False)
-    try:
-        yield SqliteSaver(conn, serde=serde)
-    finally:
-        conn.close()
-
-
-@contextmanager
-def _postgres_saver(url: str, serde: Any) -> Iterator[Any]:
-    if not url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError("MIKEY_CHECKPOINT_URL must be a postgresql:// URL")
-    import psycopg
-    from langgraph.checkpoint.postgres import PostgresSaver
-    from psycopg.rows import dict_row
-
-    try:
-        conn = psycopg.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row)
-    except psycopg.Error as exc:
-        raise ConfigError(f"cannot reach the checkpoint database: {str(exc).splitlines()[0]}") from exc
-    with conn:
-        saver = PostgresSaver(conn, serde=serde)
-        saver.setup()  # idempotent: creates or migrates the checkpoint tables
+    with open_sqlite_saver(settings.state_db, serde) as saver:
         yield saver
 
 
