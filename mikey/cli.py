@@ -124,7 +124,7 @@ def chat(
 
 def _turn(console: Any, graph: Any, context: Any, message: str, thread_id: str, stream: bool) -> None:
     """One turn: streamed words (grounded sentence by sentence) then the card, or the whole answer at once."""
-    from mikey.agents.chat import run_turn, stream_turn
+    from mikey.agents.chat import Reset, run_turn, stream_turn
     from mikey.cli_render import render_answer
 
     if not stream:
@@ -133,6 +133,9 @@ def _turn(console: Any, graph: Any, context: Any, message: str, thread_id: str, 
     for piece in stream_turn(graph, context, message, thread_id):
         if isinstance(piece, str):
             console.out(piece, end="", highlight=False)
+        elif isinstance(piece, Reset):  # the words above are withdrawn; the offline writer's follow
+            console.out("")
+            console.print("[yellow]^ withdrawn: the model stopped mid-answer.[/yellow] From the facts:")
         else:
             console.out("")
             render_answer(console, piece, text_shown=True)

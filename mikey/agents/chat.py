@@ -14,9 +14,10 @@ that could is reachable from this graph. A checkpointer keeps the thread (Sqlite
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
@@ -30,9 +31,9 @@ from mikey.agents.gather import gather
 from mikey.agents.prompts import load_prompt
 from mikey.agents.state import ChatContext, ChatState, Turn
 from mikey.domain import Answer, Facts, GroundingReport, Intent
-from mikey.errors import MikeyError
+from mikey.errors import MikeyError, ProviderError
 from mikey.market import symbols
-from mikey.router.chat_model import DoneEvent, ErrorEvent, TokenEvent
+from mikey.router.chat_model import DoneEvent, ErrorEvent, TokenEvent, describe
 from mikey.router.offline import facts_block
 from mikey.settings import Settings
 
@@ -44,6 +45,15 @@ _MARKET_TALK = re.compile(r"\b(up|market|markets|crypto|coins?|prices?|doing|goi
                           r"happening|news)\b", re.I)
 """Words of a market question that names no market ("what's up?", "how are markets?"): favourites answer it."""
 MAX_HEADLINES = 5
+OWN_GROUPS = frozenset({"local", "offline"})
+"""Groups that run on this machine: a turn asked of one of them asks no hosted model to understand it either."""
+
+
+@dataclass(frozen=True)
+class Reset:
+    """A streamed turn withdraws the words shown so far (the model failed mid-answer); the offline writer's follow."""
+
+    reason: str
 
 
 def _thread(config: RunnableConfig) -> str:
@@ -55,8 +65,10 @@ def understand_node(state: ChatState, config: RunnableConfig, runtime: Runtime[C
     ctx = runtime.context
     previous = next((t["symbols"] for t in reversed(state.get("history") or []) if t.get("symbols")), None)
     groups = understand.understand_groups(ctx.chat_model, ctx.settings) if ctx.settings.understand_with_model else []
+    if ctx.group in OWN_GROUPS:
+        groups = [g for g in groups if g in OWN_GROUPS]
     intent, why = understand.understand(state["message"], previous, ctx.chat_model, groups=groups,
-                                        thread_id=_thread(config))
+                                        thread_id=_thread(config), deadline=ctx.deadline)
     preferences = _preferences(ctx)
     favourites = [s for s in preferences.get("favourite_markets", "").split(",") if s]
     if (intent.kind == "unknown" and not intent.symbols and not intent.unknown_symbols and favourites
@@ -139,10 +151,29 @@ def analyze_node(state: ChatState, config: RunnableConfig, runtime: Runtime[Chat
     state = {**state, "notice": notice}
     if ctx.stream:
         return _analyze_streaming(state, config, runtime)
-    done = ctx.chat_model.complete(_analyze_messages(state), role="analyze", group=ctx.group,
-                                   thread_id=_thread(config))
+    try:
+        done = ctx.chat_model.complete(_analyze_messages(state), role="analyze", group=ctx.group,
+                                       thread_id=_thread(config), deadline=ctx.deadline)
+    except ProviderError as exc:
+        return _offline_answer(state, ctx, _failed_note(ctx.group, exc))
+    if not done.text.strip():
+        return _offline_answer(state, ctx, f"The {done.group} model returned no words; the offline writer rendered "
+                                           "the facts instead.")
     return {"draft": done.text, "writer_group": done.group, "writer_model": done.model,
-            "notice": _join(notice, _fallback_note(done.requested_group, done.group))}
+            "notice": _join(notice, _fallback_note(done))}
+
+
+def _offline_answer(state: ChatState, ctx: ChatContext, why: str) -> dict[str, Any]:
+    """The offline writer's grounded rendering of the facts, with ``why`` it replaced the model's words."""
+    done = ctx.chat_model.complete(_analyze_messages(state), role="analyze", group="offline", only=True)
+    text, report = grounding.ground(done.text, state["facts"])
+    return {"draft": text, "grounding": report, "writer_group": done.group, "writer_model": done.model,
+            "notice": _join(state.get("notice"), why)}
+
+
+def _failed_note(group: str | None, exc: Exception) -> str:
+    return (f"The {group or 'requested'} model gave no answer ({describe(exc)}); the offline writer rendered the "
+            "facts instead.")
 
 
 def _signal_consensus(state: ChatState, ctx: ChatContext, thread_id: str) -> str | None:
@@ -177,18 +208,33 @@ def _analyze_streaming(state: ChatState, config: RunnableConfig, runtime: Runtim
     write = runtime.stream_writer
     notice = state.get("notice")
     group = model = None
-    for event in ctx.chat_model.stream(_analyze_messages(state), role="analyze", group=ctx.group,
-                                       thread_id=_thread(config)):
-        if isinstance(event, TokenEvent):
-            if shown := grounder.feed(event.text):
-                write({"text": shown})
-        elif isinstance(event, DoneEvent):
-            group, model = event.completion.group, event.completion.model
-            notice = _join(notice, _fallback_note(event.completion.requested_group, group))
-        elif isinstance(event, ErrorEvent):
-            group, model = event.group, event.group
-            notice = _join(notice, f"The answer was cut short: {event.message}.")
-    if rest := grounder.finish():
+    shown = False
+    failure: str | None = None
+    try:
+        for event in ctx.chat_model.stream(_analyze_messages(state), role="analyze", group=ctx.group,
+                                           thread_id=_thread(config), deadline=ctx.deadline):
+            if isinstance(event, TokenEvent):
+                if piece := grounder.feed(event.text):
+                    write({"text": piece})
+                    shown = True
+            elif isinstance(event, DoneEvent):
+                group, model = event.completion.group, event.completion.model
+                notice = _join(notice, _fallback_note(event.completion))
+            elif isinstance(event, ErrorEvent):
+                failure = (f"The {event.group} model stopped mid-answer ({event.message}); the offline writer "
+                           "rendered the facts instead.")
+    except ProviderError as exc:
+        failure = _failed_note(ctx.group, exc)
+    rest = grounder.finish() if failure is None else ""
+    if failure is None and not grounder.text.strip():
+        failure = f"The {group} model returned no words; the offline writer rendered the facts instead."
+    if failure is not None:
+        if shown:
+            write({"reset": failure})
+        out = _offline_answer({**state, "notice": notice}, ctx, failure)
+        write({"text": out["draft"]})
+        return out
+    if rest:
         write({"text": rest})
     report = grounder.report
     notice = _join(notice, _claims_note(report))
@@ -199,8 +245,18 @@ def _analyze_streaming(state: ChatState, config: RunnableConfig, runtime: Runtim
             "notice": notice}
 
 
-def _fallback_note(requested: str, served: str) -> str | None:
-    return None if served == requested else f"The {requested} model did not answer; {served} wrote this instead."
+def _fallback_note(done: Any) -> str | None:
+    """Why the words are not the requested group's: a budget kept it out, or it did not answer."""
+    if done.notice:
+        return f"{done.notice} {done.group} wrote this instead."
+    if done.group == done.requested_group:
+        return None
+    own = f"{done.requested_group}: "
+    if len(done.failures) == 1 and done.failures[0].startswith(own):
+        why = f" ({done.failures[0].removeprefix(own)})"
+    else:
+        why = f" ({'; '.join(done.failures)})" if done.failures else ""
+    return f"The {done.requested_group} model did not answer{why}; {done.group} wrote this instead."
 
 
 def _join(*notes: str | None) -> str | None:
@@ -220,13 +276,11 @@ def ground_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, An
     text, report = grounding.ground(draft, state["facts"])
     if report.score >= ctx.settings.min_grounding or state["writer_group"] == "offline":
         return {"draft": text, "grounding": report, "notice": _join(state.get("notice"), _claims_note(report))}
-    done = ctx.chat_model.complete(_analyze_messages(state), role="analyze", group="offline", only=True)
-    text, rewritten = grounding.ground(done.text, state["facts"])
-    rewritten.claims = report.claims + rewritten.claims
     why = (f"The {state['writer_group']} draft stated {len(report.removed)} of {report.checked} numbers that match no "
            "fact; the offline writer rendered the facts instead.")
-    return {"draft": text, "grounding": rewritten, "writer_group": done.group, "writer_model": done.model,
-            "notice": _join(state.get("notice"), _claims_note(report), why)}
+    out = _offline_answer({**state, "notice": _join(state.get("notice"), _claims_note(report))}, ctx, why)
+    out["grounding"].claims = report.claims + out["grounding"].claims
+    return out
 
 
 def _claims_note(report: GroundingReport) -> str | None:
@@ -348,21 +402,30 @@ DURABILITY = "exit"
 write instead of one per step (measured with benchmarks/chat_turn.py)."""
 
 
+def _with_deadline(context: ChatContext) -> ChatContext:
+    """The context for one turn: its model calls end by ``turn_deadline_seconds`` from now."""
+    return replace(context, deadline=time.monotonic() + context.settings.turn_deadline_seconds)
+
+
 def run_turn(graph: Any, context: ChatContext, message: str, thread_id: str) -> Answer:
     """One chat turn on ``thread_id``; returns the answer."""
-    state = graph.invoke({"message": message}, {"configurable": {"thread_id": thread_id}}, context=context,
-                         durability=DURABILITY)
+    state = graph.invoke({"message": message}, {"configurable": {"thread_id": thread_id}},
+                         context=_with_deadline(context), durability=DURABILITY)
     return state["answer"]
 
 
-def stream_turn(graph: Any, context: ChatContext, message: str, thread_id: str) -> Iterator[str | Answer]:
-    """One chat turn, streamed: grounded text pieces as they are written, then the ``Answer`` (with its facts)."""
-    streaming = replace(context, stream=True)
+def stream_turn(graph: Any, context: ChatContext, message: str, thread_id: str) -> Iterator[str | Reset | Answer]:
+    """One chat turn, streamed: grounded text pieces as they are written, then the ``Answer`` (with its facts).
+
+    A ``Reset`` withdraws the pieces shown so far (the model failed mid-answer); the pieces after it are the offline
+    writer's, and the answer's text is theirs.
+    """
+    streaming = replace(_with_deadline(context), stream=True)
     answer: Answer | None = None
     for mode, chunk in graph.stream({"message": message}, {"configurable": {"thread_id": thread_id}},
                                     context=streaming, stream_mode=["custom", "values"], durability=DURABILITY):
         if mode == "custom":
-            yield chunk["text"]
+            yield Reset(chunk["reset"]) if "reset" in chunk else chunk["text"]
         elif chunk.get("answer") is not None:
             answer = chunk["answer"]
     assert answer is not None, "the chat graph ended without an answer"

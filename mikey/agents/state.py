@@ -54,6 +54,8 @@ class ChatContext:
     """What graph nodes use, built once at the composition root (CLI, API) and passed as LangGraph runtime context.
 
     ``stream``: the analyze step streams grounded sentences through LangGraph's custom stream (``stream_turn``).
+    ``deadline``: the ``time.monotonic()`` by which the turn's model calls must have answered (``run_turn`` and
+    ``stream_turn`` set it from ``turn_deadline_seconds``); past it, the offline writer answers from the facts.
     """
 
     settings: Settings
@@ -64,6 +66,7 @@ class ChatContext:
     news: NewsSource | None = None
     user_id: str | None = None
     stream: bool = False
+    deadline: float | None = None
 
     @property
     def user(self) -> str:

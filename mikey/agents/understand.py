@@ -178,14 +178,15 @@ def understand_groups(chat_model: Any, settings: Any) -> list[str]:
 
 
 def model_parse(chat_model: Any, message: str, previous_symbols: list[str] | None, *, groups: list[str],
-                thread_id: str | None = None) -> tuple[ModelIntent, str]:
+                thread_id: str | None = None, deadline: float | None = None) -> tuple[ModelIntent, str]:
     """The ``understand`` model's parse of ``message`` and the group that wrote it. Raises ``MikeyError``."""
     from mikey.agents.prompts import load_prompt
 
     messages = load_prompt("chat/understand").render(
         message=message, previous=", ".join(previous_symbols or []) or "none",
         markets=", ".join(symbols.SUPPORTED))
-    value, done = chat_model.structured(messages, ModelIntent, role="understand", groups=groups, thread_id=thread_id)
+    value, done = chat_model.structured(messages, ModelIntent, role="understand", groups=groups, thread_id=thread_id,
+                                        deadline=deadline)
     return value, done.group
 
 
@@ -221,7 +222,8 @@ def _numbers_in(message: str) -> set[float]:
 
 
 def understand(message: str, previous_symbols: list[str] | None, chat_model: Any | None, *,
-               groups: list[str] | None = None, thread_id: str | None = None) -> tuple[Intent, str | None]:
+               groups: list[str] | None = None, thread_id: str | None = None,
+               deadline: float | None = None) -> tuple[Intent, str | None]:
     """The turn's intent and, when the model parser failed, why (the rules' parse is used then).
 
     With no model or no ``groups`` to ask, the rules' parse is the intent (``parsed_by`` says "rules").
@@ -230,7 +232,8 @@ def understand(message: str, previous_symbols: list[str] | None, chat_model: Any
     if chat_model is None or not groups or not message.strip():
         return rules, None
     try:
-        model, served = model_parse(chat_model, message, previous_symbols, groups=groups, thread_id=thread_id)
+        model, served = model_parse(chat_model, message, previous_symbols, groups=groups, thread_id=thread_id,
+                                    deadline=deadline)
     except MikeyError as exc:
         return rules, f"the understand model gave no usable intent ({exc}); the rule parser's was used"
     return merge(rules, model, message, served), None

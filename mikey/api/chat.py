@@ -152,14 +152,14 @@ class ChatService:
         async with self.locks.hold(thread_id):
             return await run_in_threadpool(run_turn, self.graph, context, message, thread_id)
 
-    async def stream(self, context: ChatContext, message: str, thread_id: str) -> AsyncIterator[str | Answer]:
+    async def stream(self, context: ChatContext, message: str, thread_id: str) -> AsyncIterator[Any]:
         """One turn, streamed: grounded text pieces, then the ``Answer``. Each step of the graph runs in the thread
         pool; a consumer that goes away stops the turn after the step in progress (the checkpoint keeps the thread
         as it was before the turn unless the turn got as far as its answer)."""
         from mikey.agents.chat import stream_turn
 
         async with self.locks.hold(thread_id):
-            pieces: Generator[str | Answer] = stream_turn(self.graph, context, message, thread_id)  # type: ignore[assignment]
+            pieces: Generator[Any] = stream_turn(self.graph, context, message, thread_id)  # type: ignore[assignment]
             try:
                 async for piece in iterate_in_threadpool(pieces):
                     yield piece
@@ -267,7 +267,9 @@ async def chat(body: ChatRequest, service: Annotated[ChatService, Depends(get_ch
 
 @router.post("/stream", summary="One chat turn as Server-Sent Events", responses={
     **_ERRORS, 200: {"description": "`event: text` per grounded piece, then `event: answer` (the body of POST "
-                                    "/v1/chat), or `event: error` if the turn fails once started",
+                                    "/v1/chat), or `event: error` if the turn fails once started. `event: reset` "
+                                    "(`{\"reason\": ...}`) withdraws the text so far: the model failed mid-answer "
+                                    "and the offline writer's text follows",
                      "content": {"text/event-stream": {}}}})
 async def chat_stream(body: ChatRequest, service: Annotated[ChatService, Depends(get_chat_service)]
                       ) -> StreamingResponse:
@@ -299,11 +301,15 @@ def _reply_json(thread_id: str, answer: Answer) -> str:
     return ChatReply(thread_id=thread_id, answer=answer).model_dump_json()
 
 
-async def _events(pieces: AsyncIterator[str | Answer], thread_id: str) -> AsyncIterator[str]:
+async def _events(pieces: AsyncIterator[Any], thread_id: str) -> AsyncIterator[str]:
+    from mikey.agents.chat import Reset
+
     try:
         async for piece in pieces:
             if isinstance(piece, str):
                 yield _event("text", json.dumps({"text": piece}))
+            elif isinstance(piece, Reset):  # the text events so far are withdrawn; the offline writer's follow
+                yield _event("reset", json.dumps({"reason": piece.reason}))
             else:
                 yield _event("answer", _reply_json(thread_id, piece))
     except MikeyError as exc:

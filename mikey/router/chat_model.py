@@ -24,13 +24,13 @@ from mikey.errors import (
     ConfigError,
     DeadlineExceeded,
     InvalidModelOutput,
-    MikeyError,
     ProviderError,
     ProviderUnavailable,
     RateLimited,
 )
 from mikey.router.groups import Deployment, GroupStatus, model_groups, role_chain, smollm2_path
 from mikey.router.ledger import CallRecord, Ledger, attach, utc_day
+from mikey.router.providers import describe
 from mikey.settings import Settings
 
 T = TypeVar("T", bound=BaseModel)
@@ -64,6 +64,8 @@ class Completion:
     tool_calls: tuple[ToolCall, ...] = ()
     notice: str | None = None
     """Why groups before ``group`` were not asked (a budget), for the answer to say."""
+    failures: tuple[str, ...] = ()
+    """The groups asked before ``group`` that failed, each as ``group: error class (HTTP status)``."""
 
 
 @dataclass(frozen=True)
@@ -222,17 +224,27 @@ class RouterChatModel:
         call = _Call(role, chain, max_tokens or self.settings.max_tokens, thread_id,
                      {k: v for k, v in {"tools": tools, "response_format": response_format}.items() if v is not None})
         call, notice = self._affordable(messages, call)
-        started = time.perf_counter()
-        try:
-            response = _before(deadline, lambda: self.router.completion(**self._request(messages, call)), call.chain)
-        except DeadlineExceeded:
-            raise
-        except Exception as exc:  # the whole chain failed, whatever LiteLLM calls it
-            raise _mapped(exc, call.chain) from exc
-        done = replace(self._completion(response, call, time.perf_counter() - started), requested_group=chain[0],
-                       notice=notice)
-        self._record(done, call)
-        return done
+        router = self.router  # built (litellm imported) before the deadline's clock matters: it is local work
+        # The chain is walked here, one group per Router call (the Router retries and cools down deployments within
+        # a group), so that the answer can say which group failed and how.
+        failures: list[str] = []
+        for index, name in enumerate(call.chain):
+            attempt = replace(call, chain=[name])
+            started = time.perf_counter()
+            try:
+                response = _before(deadline, lambda a=attempt: router.completion(**self._request(messages, a)), [name])
+            except DeadlineExceeded:
+                raise
+            except Exception as exc:  # this group failed, whatever LiteLLM calls it; the next one is asked
+                failures.append(f"{name}: {describe(exc)}")
+                if index == len(call.chain) - 1:
+                    raise _mapped(exc, call.chain, failures) from exc
+                continue
+            done = replace(self._completion(response, attempt, time.perf_counter() - started),
+                           requested_group=chain[0], fallbacks=index, notice=notice, failures=tuple(failures))
+            self._record(done, call)
+            return done
+        raise AssertionError("unreachable: a chain is never empty")
 
     def judge(self, messages: list[dict[str, Any]], *, judged: Completion, **kwargs: Any) -> Completion:
         """A ``judge`` call served by a provider family other than the one that wrote ``judged``."""
@@ -253,22 +265,20 @@ class RouterChatModel:
                                                         thread_id))
         chain = call.chain
         remaining = list(chain)
+        router = self.router  # built before the deadline's clock matters
+        failures: list[str] = []
         while remaining:
             started = time.perf_counter()
-            attempt = _Call(role, remaining, call.max_tokens, thread_id,
+            served = remaining[0]
+            remaining = remaining[1:]
+            attempt = _Call(role, [served], call.max_tokens, thread_id,
                             {"stream": True, "stream_options": {"include_usage": True}})
-            try:
-                response = _before(deadline, lambda a=attempt: self.router.completion(**self._request(messages, a)),
-                                   remaining)
-            except DeadlineExceeded:
-                raise
-            except Exception as exc:
-                raise _mapped(exc, remaining) from exc
-            served = _served_group(response, remaining[0])
             pieces: list[str] = []
             usage: Any = None
             finished = False
             try:
+                response = _before(deadline, lambda a=attempt: router.completion(**self._request(messages, a)),
+                                   [served])
                 for chunk in _until(deadline, response, served):
                     usage = getattr(chunk, "usage", None) or usage
                     choice = chunk.choices[0] if chunk.choices else None
@@ -285,15 +295,18 @@ class RouterChatModel:
                 return
             except Exception as exc:
                 self._record_failure(call, served, exc)
+                failures.append(f"{served}: {describe(exc)}")
                 if not pieces:  # nothing shown yet: the next group may still answer in full
-                    remaining = chain[chain.index(served) + 1:] if served in chain else remaining[1:]
+                    if not remaining:
+                        raise _mapped(exc, chain, failures) from exc
                     continue
                 yield ErrorEvent(f"the {served} stream broke after {len(pieces)} chunks ({describe(exc)})",
                                  served, len(pieces))
                 return
             if not "".join(pieces).strip():  # a stream with no words is a failed call, like a refused connection
-                self._record_failure(call, served, ProviderUnavailable("the stream ended without any text"))
-                remaining = chain[chain.index(served) + 1:] if served in chain else remaining[1:]
+                empty = ProviderUnavailable("the stream ended without any text")
+                self._record_failure(call, served, empty)
+                failures.append(f"{served}: {empty}")
                 continue
             if not finished:
                 yield ErrorEvent(f"the {served} stream ended after {len(pieces)} chunks without finishing",
@@ -301,15 +314,17 @@ class RouterChatModel:
                 return
             done = Completion(
                 text="".join(pieces).strip(), group=served, model=_deployment_model(self.groups, served),
-                requested_group=requested[0], fallbacks=chain.index(served) if served in chain else 0,
+                requested_group=requested[0], fallbacks=chain.index(served),
                 prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
                 completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
                 latency_s=time.perf_counter() - started, family=self.groups[served].family, notice=notice,
+                failures=tuple(failures),
             )
             self._record(done, call)
             yield DoneEvent(done)
             return
-        raise ProviderUnavailable(f"no model in the chain {' -> '.join(chain)} answered the stream")
+        raise ProviderUnavailable(f"no model in the chain {' -> '.join(chain)} answered the stream: "
+                                  + "; ".join(failures))
 
     def structured(
         self, messages: list[dict[str, Any]], schema: type[T], *, role: str, group: str | None = None,
@@ -485,29 +500,14 @@ def _summary(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'root'}: {e['msg']}" for e in exc.errors()[:5])
 
 
-def _mapped(exc: BaseException, chain: list[str]) -> ProviderError:
+def _mapped(exc: BaseException, chain: list[str], failures: list[str] | None = None) -> ProviderError:
     import litellm
 
     tried = " -> ".join(chain)
+    why = "; ".join(failures) if failures else describe(exc)
     if isinstance(exc, litellm.RateLimitError):
-        return RateLimited(f"rate limited and no fallback answered (chain {tried}): {describe(exc)}")
-    return ProviderUnavailable(f"no model in the chain {tried} answered: {describe(exc)}")
-
-
-_OWN_PROVIDERS = ("mikey-local", "mikey-offline")
-
-
-def describe(exc: BaseException) -> str:
-    """A provider failure for notices, logs and the ledger: the error class and HTTP status, never the provider's
-    text (a 401 body can carry the key that was sent). MIKEY's own providers' messages are kept: they are ours."""
-    if isinstance(exc, MikeyError):  # ours, written from describe()d parts
-        return _first_line(exc)
-    name = type(exc).__name__
-    provider = str(getattr(exc, "llm_provider", "") or "")
-    if provider in _OWN_PROVIDERS or isinstance(exc, DeadlineExceeded):
-        return f"{name}: {_first_line(exc).removeprefix('litellm.').removeprefix(name + ': ')}"
-    status = getattr(exc, "status_code", None)
-    return f"{name} (HTTP {status})" if isinstance(status, int) else name
+        return RateLimited(f"rate limited and no fallback answered (chain {tried}): {why}")
+    return ProviderUnavailable(f"no model in the chain {tried} answered: {why}")
 
 
 def _before(deadline: float | None, call: Any, chain: list[str]) -> Any:
@@ -554,8 +554,3 @@ def _until(deadline: float | None, chunks: Any, group: str) -> Iterator[Any]:
 
 
 _END = object()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__

@@ -73,7 +73,7 @@ class Fault:
     """A failure; build one with the class methods. ``cut_stream`` and ``malformed_json`` corrupt ``reply`` (the
     server's ``default`` when None), so what arrives before the failure is realistic."""
 
-    kind: Literal["status", "hang", "malformed_json", "cut_stream"]
+    kind: Literal["status", "hang", "malformed_json", "truncated_body", "cut_stream"]
     code: int = 200
     message: str = ""
     retry_after: float | None = None
@@ -99,6 +99,11 @@ class Fault:
     def malformed_json(cls, reply: Reply | None = None) -> Fault:
         """A 200 whose JSON body is cut short; when streaming, the middle event's JSON is cut short instead."""
         return cls("malformed_json", reply=reply)
+
+    @classmethod
+    def truncated_body(cls, reply: Reply | None = None) -> Fault:
+        """A 200 with a plain JSON body cut short, even to a stream request (a proxy that ignores ``stream``)."""
+        return cls("truncated_body", reply=reply)
 
     @classmethod
     def cut_stream(cls, after_chunks: int = 1, reply: Reply | None = None) -> Fault:
@@ -357,7 +362,7 @@ class FakeProviderServer(LoopbackServer):
         fault = behaviour.kind if isinstance(behaviour, Fault) else None
         fallback = self.default if isinstance(self.default, Reply) else Reply("ok")
         reply = behaviour if isinstance(behaviour, Reply) else behaviour.reply or fallback
-        if stream:
+        if stream and fault != "truncated_body":
             events = wire.events(reply, model, body)
             if isinstance(behaviour, Fault) and fault == "cut_stream":
                 events = events[:-1][:behaviour.after_chunks]

@@ -147,6 +147,8 @@ def attach(ledger: Ledger) -> str:
 def _failure_callback() -> Any:
     from litellm.integrations.custom_logger import CustomLogger
 
+    from mikey.router.providers import describe
+
     class LedgerCallback(CustomLogger):
         def _failed(self, kwargs: dict[str, Any], start: Any, end: Any) -> None:
             params = kwargs.get("litellm_params") or {}
@@ -162,7 +164,7 @@ def _failure_callback() -> Any:
                 deployment=str(info.get("id") or "?"),
                 model=str(kwargs.get("model") or "?"),
                 outcome="error",
-                error=f"{type(error).__name__}: {str(error).splitlines()[0][:200]}" if error else None,
+                error=describe(error) if error else None,  # never the provider's text: it can carry the key
                 latency_ms=_ms(start, end),
                 thread_id=meta.get("thread_id"),
             ))

@@ -117,3 +117,26 @@ def registered(provider: str) -> Any | None:
 def word_count(messages: list[dict[str, Any]]) -> int:
     """A rough token count for providers that have no tokenizer of their own."""
     return sum(len(str(m.get("content", "")).split()) for m in messages)
+
+
+_OWN_PROVIDERS = ("mikey-local", "mikey-offline")
+
+
+def describe(exc: BaseException) -> str:
+    """A provider failure for notices, logs and the ledger: the error class and HTTP status, never the provider's
+    text (a 401 body can carry the key that was sent). MIKEY's own providers' messages are kept: they are ours."""
+    from mikey.errors import DeadlineExceeded, MikeyError
+
+    if isinstance(exc, MikeyError):  # ours, written from describe()d parts
+        return _first_line(exc)
+    name = type(exc).__name__
+    provider = str(getattr(exc, "llm_provider", "") or "")
+    if provider in _OWN_PROVIDERS or isinstance(exc, DeadlineExceeded):
+        return f"{name}: {_first_line(exc).removeprefix('litellm.').removeprefix(name + ': ')}"
+    status = getattr(exc, "status_code", None)
+    return f"{name}, HTTP {status}" if isinstance(status, int) else name
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__

@@ -74,7 +74,8 @@ def test_failing_model_falls_back_to_offline_with_notice(settings, graph) -> Non
     model = fake.ScriptedModel([ConnectionError("model server went away")])
     answer = run_turn(graph, chat_with(settings, model), "How is SOL doing?", "t")
     assert answer.group == "offline"
-    assert answer.notice == "The local model did not answer; offline wrote this instead."
+    # The notice names the failing group and the error class, never the provider's own text (issue 11).
+    assert answer.notice == "The local model did not answer (APIConnectionError, HTTP 500); offline wrote this instead."
     assert "21.780764" in answer.text
 
 
