@@ -83,7 +83,7 @@ def chat(
 
     chat_model = RouterChatModel(settings, ledger=Ledger(settings.ledger_db))
     group = model or settings.default_model
-    chat_model.chain("analyze", group)  # a clear error now for an unknown or unusable group
+    _warm_local(settings, chat_model.chain("analyze", group))  # a clear error now for an unknown or unusable group
     from mikey.market.store import open_existing_store
     from mikey.memory.store import open_enabled_memory
 
@@ -120,6 +120,14 @@ def chat(
                 _turn(console, graph, context, line, thread_id, stream)
             except MikeyError as exc:  # one bad turn does not end the session
                 console.print(f"[red]error:[/red] {exc}")
+
+
+def _warm_local(settings: Settings, chain: list[str]) -> None:
+    """Start the local model's worker process now, when the chain may ask it: it loads while the rest of MIKEY does."""
+    if "local" in chain:
+        from mikey.router.local import warm
+
+        warm(settings)
 
 
 def _turn(console: Any, graph: Any, context: Any, message: str, thread_id: str, stream: bool) -> None:

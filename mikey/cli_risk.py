@@ -87,9 +87,13 @@ def serve(
     import uvicorn
 
     from mikey.api.app import create_app
-    from mikey.cli import _settings
+    from mikey.cli import _settings, _warm_local
+    from mikey.router.groups import model_groups, role_chain
 
-    app = create_app(_settings())
+    settings = _settings()
+    app = create_app(settings)
+    # The chat endpoints' local model loads in its worker process now, not on the first chat request.
+    _warm_local(settings, role_chain(settings, model_groups(settings), "analyze"))
     # What is loaded now (pandas, numpy, pydantic schemas, the app) lives as long as the process. Frozen, it is out
     # of the collector's reach, so a full collection (about 30 ms over this heap) cannot stall requests.
     gc.collect()
