@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from mikey.router.chat_model import RouterChatModel
-from mikey.router.fake_server import FakeProviderServer, Fault, Reply
 from mikey.router.providers import import_litellm
 from mikey.settings import Settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fake provider servers are test code: tests/fakes/
+from tests.fakes.loopback import free_port  # noqa: E402
+from tests.fakes.provider_server import FakeProviderServer, Fault, Reply  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "How is SOL doing?"}]
 
@@ -33,9 +36,7 @@ def p95(xs: list[float]) -> float:
 
 
 def dead_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    return f"http://127.0.0.1:{free_port()}/v1"
 
 
 def settings(home: Path, openai: str, anthropic: str, **extra: object) -> Settings:

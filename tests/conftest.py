@@ -47,6 +47,17 @@ def settings(isolated_env: Path):
     return Settings(home=isolated_env, memory_enabled=False, cache_enabled=False)
 
 
+@pytest.fixture
+def ledger(settings):
+    """The model-call ledger at ``settings.ledger_db`` (in the test's home, where the product keeps it), closed after
+    the test."""
+    from mikey.router.ledger import Ledger
+
+    book = Ledger(settings.ledger_db)
+    yield book
+    book.close()
+
+
 def mikey_env(env: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a ``mikey`` subprocess: no provider keys or MIKEY_* settings but ``env``'s, the network
     guard loaded, wide columns."""
@@ -69,12 +80,12 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     import socket
     import time
 
+    from tests.fakes.loopback import free_port
+
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed; run `make system-deps` (Debian package redis-server)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     folder = tmp_path_factory.mktemp("redis")
     server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                                "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

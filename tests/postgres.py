@@ -8,7 +8,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -17,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from tests.fakes.loopback import free_port
 
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 INSTALL_HINT = "install the PostgreSQL server: `apt-get update && apt-get install -y postgresql` (Debian/Ubuntu)"
@@ -31,12 +32,6 @@ def postgres_bin() -> Path:
     if on_path and shutil.which("pg_ctl"):
         return Path(on_path).parent
     pytest.fail(f"PostgreSQL binaries (initdb, pg_ctl) not found under {PG_BIN_GLOB} or on PATH; {INSTALL_HINT}")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class PostgresCluster:
@@ -60,7 +55,7 @@ class PostgresCluster:
             self.prefix = ["runuser", "-u", "postgres", "--"]
         self.data = self.root / "data"
         self.log = self.root / "server.log"
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *args: str) -> None:

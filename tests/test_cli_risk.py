@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -15,8 +14,9 @@ from fastapi.testclient import TestClient
 
 from mikey.api.app import RiskService, create_app, get_risk_service
 from mikey.domain import RiskAssessment
-from tests.api.test_risk_api import CONTRACT_FIELDS, POSITION, URL, csv_cache, history_csv
 from tests.conftest import NETGUARD_DIR, REPO, run_mikey
+from tests.fakes.loopback import free_port
+from tests.fakes.risk_api import CONTRACT_FIELDS, POSITION, URL, csv_cache, history_csv
 
 pytestmark = pytest.mark.slow
 
@@ -143,12 +143,6 @@ def test_help_stays_light() -> None:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
         assert "LOADED []" in done.stdout, (argv, done.stdout[-500:])
         assert "risk" in done.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_serve_answers_on_loopback(env) -> None:

@@ -19,7 +19,7 @@ from mikey.domain import NewsItem
 from mikey.market.replay import ReplayFeed
 from mikey.router.chat_model import RouterChatModel
 from mikey.tools.market import get_indicators
-from tests.agents.test_conversations import INJECTION, Headlines
+from tests.fakes.conversation import INJECTION, Headlines
 
 pytestmark = [
     pytest.mark.slow,

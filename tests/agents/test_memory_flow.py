@@ -17,7 +17,7 @@ from mikey.memory.store import INSIGHTS, open_memory
 from mikey.router import fake
 from mikey.router.chat_model import RouterChatModel
 from mikey.router.groups import model_groups
-from tests.agents.test_conversations import Scripted, copy_facts
+from tests.fakes.conversation import Headlines, Scripted, copy_facts
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,6 @@ def test_headlines_read_once_are_found_by_meaning_for_a_why_question(settings, m
 
     from mikey.domain import NewsItem
     from mikey.memory.store import NEWS
-    from tests.agents.test_conversations import Headlines
 
     items = [NewsItem(id=f"n{i}", source="rss", title=title, url=f"https://example.com/{i}",
                       published_at=datetime(2023, 8, 28, tzinfo=UTC), symbols=["SOL"])

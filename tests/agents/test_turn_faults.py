@@ -16,8 +16,7 @@ from mikey.agents.chat import Reset, build_chat_graph, open_checkpointer, run_tu
 from mikey.agents.state import ChatContext
 from mikey.market.replay import ReplayFeed
 from mikey.router.chat_model import RouterChatModel
-from mikey.router.fake_server import FakeProviderServer, Fault, Reply
-from mikey.router.ledger import Ledger
+from tests.fakes.provider_server import FakeProviderServer, Fault, Reply
 
 KEY = "sk-live-THIS-KEY-MUST-NEVER-LEAK-4242"
 QUESTION = "How is SOL doing?"
@@ -28,13 +27,6 @@ def openai():
     server = FakeProviderServer("openai", default=Reply("SOL last closed at 21.780764 USD.")).start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def ledger(settings):
-    ledger = Ledger(settings.ledger_db)
-    yield ledger
-    ledger.close()
 
 
 def hosted(settings, server: FakeProviderServer, **overrides):

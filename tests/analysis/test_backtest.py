@@ -12,7 +12,7 @@ import pytest
 
 from mikey.analysis import backtest, signals
 from mikey.errors import DataUnavailable, InvalidInput
-from tests.analysis.test_signals import talib_columns, talib_features
+from tests.fakes.talib_reference import talib_columns, talib_features
 
 START = datetime(2023, 1, 1, tzinfo=UTC)
 

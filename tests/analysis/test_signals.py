@@ -5,48 +5,21 @@ a later bar, since ``signal_at`` sees only the bars up to its own)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from functools import cache
 
 import numpy as np
 import pandas as pd
 import pytest
-import talib
 
 from mikey.analysis import signals
-from mikey.analysis.indicators import candles_frame
 from mikey.domain import PatternFinding, SentimentScore
 from mikey.errors import DataUnavailable, InvalidInput
-from mikey.market.replay import ReplayFeed
+from tests.fakes.talib_reference import talib_features
 
 NEUTRAL = {
     "close": 100.0, "bb_upper": 110.0, "bb_lower": 90.0, "rsi_14": 50.0, "macd_hist": 0.0, "atr_14": 2.0,
     "ema_20": 100.0, "sma_50": 100.0, "adx_14": 25.0, "stoch_k": 50.0, "stoch_d": 50.0,
 }
 START = datetime(2023, 1, 1, tzinfo=UTC)
-
-
-def talib_columns(ohlcv: pd.DataFrame) -> pd.DataFrame:
-    """OHLCV joined with the indicator columns the signals read, computed by TA-Lib directly (not features.py)."""
-    close, high, low = (ohlcv[k].to_numpy() for k in ("close", "high", "low"))
-    out = ohlcv.copy()
-    out["rsi_14"] = talib.RSI(close, 14)
-    out["macd"], out["macd_signal"], out["macd_hist"] = talib.MACD(close, 12, 26, 9)
-    out["bb_upper"], out["bb_middle"], out["bb_lower"] = talib.BBANDS(close, 20, 2, 2)
-    out["atr_14"] = talib.ATR(high, low, close, 14)
-    out["ema_20"], out["sma_50"] = talib.EMA(close, 20), talib.SMA(close, 50)
-    out["adx_14"] = talib.ADX(high, low, close, 14)
-    out["stoch_k"], out["stoch_d"] = talib.STOCH(high, low, close, 14, 3, 0, 3, 0)
-    return out
-
-
-@cache
-def _talib_features(symbol: str) -> pd.DataFrame:
-    return talib_columns(candles_frame(ReplayFeed().candles(symbol)))
-
-
-def talib_features(symbol: str) -> pd.DataFrame:
-    """The bundled history of ``symbol`` with its TA-Lib indicator columns (a fresh copy; tests may alter it)."""
-    return _talib_features(symbol).copy()
 
 
 def frame(rows: int = 3, **columns: float | list[float]) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """``POST /v1/chat``, ``POST /v1/chat/stream`` and ``GET /v1/chat/{thread_id}`` through FastAPI's TestClient.
 
 The app runs its real lifespan; ``get_chat_service`` is overridden with a ``ChatService`` whose models are the
-scripted fakes of ``tests/agents/test_conversations.py`` behind the real RouterChatModel (and LiteLLM Router), over
+scripted fakes of ``tests/fakes/conversation.py`` behind the real RouterChatModel (and LiteLLM Router), over
 the replay of the bundled history and a real SQLite checkpointer. One test runs the lazily built real service.
 """
 
@@ -26,17 +26,10 @@ from mikey.errors import ConfigError, ProviderUnavailable
 from mikey.market.replay import ReplayFeed
 from mikey.router.chat_model import RouterChatModel
 from mikey.router.ledger import Ledger
-from tests.agents.test_conversations import SOL_PRICE, Scripted, _facts, context_for, copy_facts, llm_calls
+from tests.fakes.conversation import SOL_PRICE, Scripted, context_for, copy_facts, llm_calls, prompt_facts
 
 CHAT, STREAM = "/v1/chat", "/v1/chat/stream"
 TRADE = "open a 5x long on SOL with 300 USDC"
-
-
-@pytest.fixture
-def ledger(tmp_path) -> Iterator[Ledger]:
-    book = Ledger(tmp_path / "ledger.sqlite")
-    yield book
-    book.close()
 
 
 @pytest.fixture
@@ -169,8 +162,8 @@ def test_user_id_reaches_the_context(settings, ledger) -> None:
 # /v1/chat/stream ---------------------------------------------------------------------------------------------------
 
 def test_stream_sends_grounded_pieces_then_the_answer(app) -> None:
-    writer = Scripted(write=lambda m: f"SOL trades at {_facts(m)['price']}. It may hit 99.5 soon. RSI(14) is "
-                                      f"{_facts(m)['rsi_14']}.")
+    writer = Scripted(write=lambda m: f"SOL trades at {prompt_facts(m)['price']}. It may hit 99.5 soon. RSI(14) is "
+                                      f"{prompt_facts(m)['rsi_14']}.")
     with TestClient(app) as client:
         app.dependency_overrides[get_chat_service] = _replace_model(app, writer)
         events = stream(client, {"message": "How is SOL doing?", "thread_id": "s"})
@@ -303,8 +296,8 @@ def test_a_consumer_that_leaves_mid_stream_frees_the_thread(service_for) -> None
 
     from mikey.api.chat import ChatRequest
 
-    service = service_for(Scripted(write=lambda m: f"SOL trades at {_facts(m)['price']}. RSI(14) is "
-                                                   f"{_facts(m)['rsi_14']}. Volume is steady."))
+    service = service_for(Scripted(write=lambda m: f"SOL trades at {prompt_facts(m)['price']}. RSI(14) is "
+                                                   f"{prompt_facts(m)['rsi_14']}. Volume is steady."))
     context = service.context(ChatRequest(message="How is SOL doing?"))
 
     async def main() -> tuple[str | Answer, int, Answer]:

@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from mikey.analysis.ohlcv import load_ohlcv_csv
 from mikey.api.app import STATUS, HistoryCache, RiskService, create_app, get_risk_service, status_for
 from mikey.domain import Candle, PositionInput, Quote, RiskAssessment
 from mikey.errors import (
@@ -30,19 +28,12 @@ from mikey.errors import (
     StalePrice,
     UnknownSymbol,
 )
-from mikey.market.replay import ReplayFeed, bundled_data_dir
+from mikey.market.replay import ReplayFeed
 from mikey.risk.assess import assess
 from mikey.risk.checks import RiskLimits
 from mikey.risk.liquidation import single_tier
-from mikey.tools.risk import history_from_feed, history_from_frame
-
-CONTRACT_FIELDS = (
-    "liquidation_price", "distance_to_liquidation_pct", "margin_ratio", "var_95", "cvar_95", "var_99", "cvar_99",
-    "volatility_annualized", "max_drawdown", "risk_score", "risk_level", "recommended_max_size", "checks", "reasons",
-    "as_of",
-)
-POSITION = {"market": "SOL", "side": "long", "size": 10, "collateral": 100}
-URL = "/v1/risk/assess"
+from mikey.tools.risk import history_from_feed
+from tests.fakes.risk_api import CONTRACT_FIELDS, POSITION, URL, csv_cache, history_csv
 
 
 @pytest.fixture
@@ -54,20 +45,6 @@ def app(settings):
 def client(app) -> Iterator[TestClient]:
     with TestClient(app) as c:  # runs the lifespan: feed and history cache built once
         yield c
-
-
-def history_csv(tmp_path: Path, rows: int = 400) -> Path:
-    """The first ``rows`` bars of the bundled SOL history: a window the feed (which ends later) does not give."""
-    lines = (bundled_data_dir() / "SOL-USD.daily.csv").read_text().splitlines()
-    path = tmp_path / "sol-early.csv"
-    path.write_text("\n".join(lines[: rows + 1]) + "\n")
-    return path
-
-
-def csv_cache(path: Path) -> HistoryCache:
-    cache = HistoryCache(ReplayFeed())
-    cache.put(history_from_frame(load_ohlcv_csv(path), "SOL", source=f"csv:{path.name}"))
-    return cache
 
 
 def post(client: TestClient, body: dict | str):

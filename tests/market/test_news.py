@@ -15,7 +15,7 @@ import pytest
 from mikey.errors import FeedError
 from mikey.market import news
 from mikey.market.news import RssCollector, SeenKeys, clean_text, normalize_link, normalize_title
-from tests.market.fixtures.local_server import LocalServer, Reply
+from tests.fakes.collector_server import LocalServer, Reply
 
 RSS = "application/rss+xml; charset=utf-8"
 ATOM = "application/atom+xml"

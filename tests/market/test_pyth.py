@@ -22,7 +22,7 @@ from mikey.errors import FeedError, InvalidInput, InvalidPrice, StalePrice, Unkn
 from mikey.market.feed import PriceFeed
 from mikey.market.pyth import FEED_IDS, BenchmarksClient, HermesClient, PythFeed
 from mikey.settings import Settings
-from tests.market.fake_hermes import FakeOracleServer, Script, pyth_fixture
+from tests.fakes.oracle_server import FakeOracleServer, Script, pyth_fixture
 
 BTC_ID = FEED_IDS["BTC"]
 PUBLISHED = datetime(2024, 5, 3, 14, 21, 41, tzinfo=UTC)  # the fixture's publish_time, 1714746101

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from mikey.errors import FeedError, InvalidInput
 from mikey.market.social import DiscordClient, XClient, social_collectors
 from mikey.settings import Settings
-from tests.market.fixtures.local_server import LocalServer, Reply, fixture_bytes
+from tests.fakes.collector_server import LocalServer, Reply, fixture_bytes
 
 SEARCH = "/2/tweets/search/recent"
 CHANNEL = "290926798999357250"

@@ -15,7 +15,7 @@ from mikey.market.pyth import HermesClient
 from mikey.market.switchboard import SwitchboardClient, median
 from mikey.market.validation import check
 from mikey.settings import Settings
-from tests.market.fake_hermes import FakeOracleServer, Script
+from tests.fakes.oracle_server import FakeOracleServer, Script
 
 # Test-only hashes: the client takes real ones from configuration, so any 32-byte hex string exercises it.
 SOL_HASH = "0x" + "a1" * 32

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from mikey.memory.store import INSIGHTS, open_memory
-from tests.memory.test_store import SOL_MACD, answer_for, insight_for
-from tests.postgres import _free_port
+from tests.fakes.loopback import free_port
+from tests.fakes.memories import SOL_MACD, answer_for, insight_for
 
 CHROMA = Path(shutil.which("chroma") or Path(__file__).resolve().parents[2] / ".venv" / "bin" / "chroma")
 
@@ -23,7 +23,7 @@ CHROMA = Path(shutil.which("chroma") or Path(__file__).resolve().parents[2] / ".
 class ChromaServer:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from mikey.domain import Answer, Facts, GroundingReport, Insight, NewsItem, SentimentScore, Signal, SignalFactor
+from mikey.domain import NewsItem
 from mikey.errors import InvalidInput
-from mikey.market.replay import ReplayFeed
 from mikey.memory.store import CONVERSATIONS, INSIGHTS, NEWS, PREFERENCES, ChromaMemory, open_memory
+from tests.fakes.memories import SOL_MACD, answer_for, insight_for
 
 NETGUARD_DIR = Path(__file__).resolve().parents[1] / "netguard"
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -57,30 +57,11 @@ def memory(settings, embedding, clock) -> ChromaMemory:
     return ChromaMemory(client, embedding, clock=clock)
 
 
-def answer_for(symbol: str, text: str) -> Answer:
-    return Answer(text=text, facts=Facts(symbol=symbol, quote=ReplayFeed().quote(symbol)), group="offline",
-                  model="mikey-offline/facts-writer")
-
-
-def insight_for(symbol: str, summary: str, *, action: str = "BUY", strength: float = 0.62) -> Insight:
-    quote = ReplayFeed().quote(symbol)
-    as_of = quote.as_of
-    signal = Signal(symbol=symbol, as_of=as_of, action=action, strength=strength, factors=[
-        SignalFactor(name="macd_cross", value=0.41, contribution=0.5, reason="MACD crossed above its signal line"),
-    ])
-    sentiment = SentimentScore(symbol=symbol, score=0.3, label="positive", items=4, as_of=as_of, method="vader")
-    return Insight(symbol=symbol, as_of=as_of, summary=summary, signal=signal, sentiment=sentiment, patterns=[],
-                   risk_level="MEDIUM", risk_score=42.0, recommendations=["Size positions for the wider daily range."],
-                   alerts=[], facts=Facts(symbol=symbol, quote=quote, signal=signal, sentiment=sentiment),
-                   grounding=GroundingReport(checked=1, matched=1), group="offline", model="mikey-offline/writer")
-
-
 def news_item(title: str, summary: str, symbols: list[str]) -> NewsItem:
     return NewsItem(id=title.lower().replace(" ", "-"), source="coindesk", title=title, url="https://example.org/n",
                     published_at=T0 - timedelta(hours=3), summary=summary, symbols=symbols)
 
 
-SOL_MACD = "Solana momentum turned bullish as its MACD crossed above the signal line."
 BTC_ETF = "Bitcoin ETF inflows slowed this week as issuers reported smaller creations."
 
 

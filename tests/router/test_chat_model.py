@@ -34,13 +34,6 @@ def chat_model(settings, models: dict[str, fake.ScriptedModel | fake.FunctionMod
     return RouterChatModel(settings, groups, ledger=ledger)
 
 
-@pytest.fixture
-def ledger(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
-    yield ledger
-    ledger.close()
-
-
 def test_ledger_records_role_group_deployment_tokens_and_thread(settings, ledger) -> None:
     cm = chat_model(settings, {"gpt-4": fake.ScriptedModel(["one two three"])}, ledger=ledger)
     done = cm.complete(MESSAGES, role="analyze", thread_id="th-1")

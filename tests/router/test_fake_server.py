@@ -27,8 +27,8 @@ from litellm.exceptions import MidStreamFallbackError  # noqa: E402
 from litellm.litellm_core_utils.exception_mapping_utils import _get_response_headers  # noqa: E402
 from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients  # noqa: E402
 
-from mikey.router.fake_server import FakeProviderServer, Fault, Reply, ToolCall  # noqa: E402
 from tests.conftest import close_litellm_clients  # noqa: E402
+from tests.fakes.provider_server import FakeProviderServer, Fault, Reply, ToolCall  # noqa: E402
 
 litellm.suppress_debug_info = True
 

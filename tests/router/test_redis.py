@@ -6,8 +6,8 @@ import pytest
 
 from mikey.router import fake
 from mikey.router.chat_model import RouterChatModel
-from mikey.router.fake_server import FakeProviderServer, Fault, Reply
 from mikey.router.groups import model_groups
+from tests.fakes.provider_server import FakeProviderServer, Fault, Reply
 
 
 @pytest.fixture

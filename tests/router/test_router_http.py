@@ -20,9 +20,8 @@ from mikey.errors import ProviderUnavailable
 from mikey.market.replay import ReplayFeed
 from mikey.router.chat_model import DoneEvent, ErrorEvent, RouterChatModel, TokenEvent
 from mikey.router.consensus import consensus
-from mikey.router.fake_server import FakeProviderServer, Fault, Reply, ToolCall
-from mikey.router.ledger import Ledger
 from mikey.router.offline import facts_block
+from tests.fakes.provider_server import FakeProviderServer, Fault, Reply, ToolCall
 
 MESSAGES = [{"role": "user", "content": "How is SOL doing?"}]
 GROUP_OF = {"openai": "gpt-4", "anthropic": "claude", "gemini": "gemini"}
@@ -46,13 +45,6 @@ def make_settings(settings, servers, **overrides):
         "local_model_path": settings.home / "no-local-model.gguf",
         "num_retries": 0, "rate_limit_retries": 1, "request_timeout": 5.0, **overrides,
     })
-
-
-@pytest.fixture
-def ledger(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
-    yield ledger
-    ledger.close()
 
 
 def wait_for(probe, seconds: float = 3.0):

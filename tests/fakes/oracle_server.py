@@ -21,7 +21,7 @@ from typing import Any, Literal
 import pytest
 from aiohttp import web
 
-from mikey.loopback import LoopbackServer
+from tests.fakes.loopback import LoopbackServer
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 PYTH_FIXTURES = SHARED / "fixtures" / "pyth"

@@ -1,10 +1,10 @@
 """Fake LLM provider servers on 127.0.0.1 that speak the real OpenAI, Anthropic and Gemini wire formats.
 
-``router/fake.py`` sits *behind* LiteLLM's provider layer, so LiteLLM's HTTP clients, SSE parsers and error mapping
-never run. These servers sit *in front of* it: given :attr:`FakeProviderServer.api_base`, LiteLLM does exactly what it
-does against the real API, so tests and benchmarks see its real retries, timeouts, exception classes and stream
-assembly under scripted faults. Each request consumes one scripted :class:`Reply` or :class:`Fault`, in order, then
-:attr:`FakeProviderServer.default` answers. aiohttp runs on its own loop in a daemon thread, so sync and async
+``mikey/router/fake.py`` sits *behind* LiteLLM's provider layer, so LiteLLM's HTTP clients, SSE parsers and error
+mapping never run. These servers sit *in front of* it: given :attr:`FakeProviderServer.api_base`, LiteLLM does exactly
+what it does against the real API, so tests and benchmarks see its real retries, timeouts, exception classes and
+stream assembly under scripted faults. Each request consumes one scripted :class:`Reply` or :class:`Fault`, in order,
+then :attr:`FakeProviderServer.default` answers. aiohttp runs on its own loop in a daemon thread, so sync and async
 callers alike can use it. Paths served, as LiteLLM builds them from ``api_base``:
 
 - openai: ``POST /v1/chat/completions`` (api_base ``http://127.0.0.1:PORT/v1``; the OpenAI SDK appends the route);
@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from mikey.loopback import LoopbackServer
+from tests.fakes.loopback import LoopbackServer
 
 Flavour = Literal["openai", "anthropic", "gemini"]
 SseEvent = tuple[str | None, Any]  # (SSE event name or None, JSON payload or a raw data string)

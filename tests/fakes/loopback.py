@@ -1,4 +1,4 @@
-"""An aiohttp application served on 127.0.0.1 from its own thread and event loop.
+"""An aiohttp application served on 127.0.0.1 from its own thread and event loop, and free ports on 127.0.0.1.
 
 The fake provider servers (LLM wire formats, oracles) that tests and benchmarks talk to are built on this, so that
 synchronous code, ``asyncio.run`` callers and other threads can all reach them while they run.
@@ -7,10 +7,19 @@ synchronous code, ``asyncio.run`` callers and other threads can all reach them w
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from typing import Self
 
 from aiohttp import web
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listened on a moment ago: for a server a test starts, or one it expects to
+    find refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class LoopbackServer:
