@@ -5,9 +5,11 @@ process, and neither a turn cut short nor a crash between saving and pruning los
 from __future__ import annotations
 
 import secrets
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -15,10 +17,11 @@ from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from mikey.agents import checkpoints
-from mikey.agents.chat import build_chat_graph, open_checkpointer, run_turn, thread_history
+from mikey.agents.chat import _STATE_TYPES, build_chat_graph, open_checkpointer, run_turn, thread_history
 from mikey.agents.checkpoints import INCREMENTAL, KeepLatestSqliteSaver
 from mikey.agents.checkpoints_postgres import KeepLatestPostgresSaver
 from mikey.agents.state import ChatContext
+from mikey.domain import Answer, Facts, GroundingReport, Intent, RiskAssessment, TradeProposal
 from mikey.market.replay import ReplayFeed
 from mikey.router.chat_model import RouterChatModel
 from mikey.settings import Settings
@@ -227,3 +230,44 @@ def test_a_new_database_gives_freed_pages_back(settings) -> None:
         greet(build_chat_graph(saver), offline(settings), "t", 20)
         free = saver.conn.execute("PRAGMA freelist_count").fetchone()[0]
     assert auto_vacuum(settings) == INCREMENTAL and free == 0
+
+
+STORED_BEFORE_DOMAIN_PACKAGE = Path(__file__).parent / "fixtures" / "threads_before_domain_package.sqlite"
+
+
+def test_threads_stored_when_domain_was_one_module_load_and_go_on(settings) -> None:
+    """Threads written while the models lived in one ``mikey/domain.py`` (objects tagged ``mikey.domain``; see
+    fixtures/README.md) read back as typed models, take a new turn, and the new checkpoint tags them the same way,
+    so older code reads it too."""
+    settings.home.mkdir(parents=True)
+    shutil.copyfile(STORED_BEFORE_DOMAIN_PACKAGE, settings.state_db)
+    with open_checkpointer(settings) as saver:
+        graph = build_chat_graph(saver)
+        analysis = graph.get_state({"configurable": {"thread_id": "analysis"}}).values
+        trade = graph.get_state({"configurable": {"thread_id": "trade"}}).values
+        assert isinstance(analysis["intent"], Intent) and analysis["intent"].kind == "compare"
+        assert isinstance(analysis["answer"], Answer) and isinstance(analysis["grounding"], GroundingReport)
+        facts = analysis["answer"].facts
+        assert isinstance(facts, Facts) and [other.symbol for other in facts.compared] == ["ETH"]
+        assert facts.signal is not None and facts.sentiment is not None and facts.patterns
+        assert facts.news and facts.memories and facts.numbers()[0].display == "21.780764"
+        assert isinstance(trade["proposal"], TradeProposal) and isinstance(trade["proposal"].risk, RiskAssessment)
+        assert trade["answer"].proposal == trade["proposal"]
+        assert run_turn(graph, offline(settings), "hi there", "trade").group == "rules"
+        assert [t["role"] for t in thread_history(graph, "trade")] == ["user", "assistant"] * 2
+        assert isinstance(graph.get_state({"configurable": {"thread_id": "trade"}}).values["answer"], Answer)
+    with closing(sqlite3.connect(settings.state_db)) as conn:
+        (stored,) = conn.execute("SELECT checkpoint FROM checkpoints WHERE thread_id = 'trade'").fetchone()
+    assert b"mikey.domain" in stored and b"mikey.domain." not in stored
+
+
+def test_every_model_a_thread_may_hold_is_named_by_its_public_path() -> None:
+    """The checkpoint allow-list names ``mikey.domain`` models, and each says it lives there, whichever module of
+    the package defines it: that is the tag stored threads carry."""
+    import mikey.domain
+
+    assert {module for module, _ in _STATE_TYPES} == {"mikey.domain"}
+    for name in mikey.domain.__all__:
+        public = getattr(mikey.domain, name)
+        if isinstance(public, type):
+            assert public.__module__ == "mikey.domain", name

@@ -1,0 +1,12 @@
+"""The one rule every domain timestamp follows: timezone-aware, in UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def require_utc(value: datetime) -> datetime:
+    """``value`` in UTC; a naive datetime is refused (its time zone would be a guess)."""
+    if value.tzinfo is None:
+        raise ValueError("timestamp must be timezone-aware (UTC)")
+    return value.astimezone(UTC)
