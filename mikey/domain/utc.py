@@ -1,4 +1,4 @@
-"""The one rule every domain timestamp follows: timezone-aware, in UTC."""
+"""The one rule every domain timestamp follows: timezone-aware, in UTC; and the clock that gives one."""
 
 from __future__ import annotations
 
@@ -10,3 +10,8 @@ def require_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp must be timezone-aware (UTC)")
     return value.astimezone(UTC)
+
+
+def utc_now() -> datetime:
+    """Now, in UTC: the default clock of the clients that stamp what they receive."""
+    return datetime.now(UTC)

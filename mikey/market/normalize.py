@@ -56,6 +56,12 @@ def decimal_from(value: str | int, expo: int) -> Decimal:
         return result.quantize(Decimal(1)) if result == result.to_integral_value() else result.normalize()
 
 
+def normalize_feed_id(feed_id: str) -> str:
+    """A feed id (Pyth) or feed hash (Switchboard) as a comparison key: lower-case hex without ``0x``."""
+    feed_id = feed_id.strip().lower()
+    return feed_id[2:] if feed_id.startswith("0x") else feed_id
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-finite number {name}")
 

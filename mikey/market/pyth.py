@@ -19,13 +19,13 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
 from mikey.domain import Candle, Quote
-from mikey.errors import ConfigError, FeedError, InvalidInput, UnknownSymbol
-from mikey.market import symbols as symbol_names
-from mikey.market.http import OwnedHttpClient
-from mikey.market.normalize import MAX_MAGNITUDE, Interval, decimal_from, parse_json
+from mikey.domain.utc import utc_now
+from mikey.errors import FeedError, InvalidInput
+from mikey.market.http import ApiKey, OwnedHttpClient, auth_headers, get_json, status_error, transport_error
+from mikey.market.normalize import MAX_MAGNITUDE, Interval, decimal_from, normalize_feed_id, parse_json
+from mikey.market.symbols import resolve_symbols
 from mikey.market.validation import require_valid
 from mikey.settings import Settings
 
@@ -39,61 +39,6 @@ DEFAULT_HISTORY = timedelta(days=365)  # enough daily bars for every indicator i
 HERMES = "Pyth Hermes"
 BENCHMARKS = "Pyth benchmarks"
 
-ApiKey = str | SecretStr | None
-
-
-def normalize_feed_id(feed_id: str) -> str:
-    """A feed id as a comparison key: lower-case hex without ``0x``."""
-    feed_id = feed_id.strip().lower()
-    return feed_id[2:] if feed_id.startswith("0x") else feed_id
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-# --- HTTP, shared by the Hermes and benchmarks clients ------------------------------------------------------------
-
-
-def auth_headers(api_key: ApiKey, accept: str = "application/json") -> dict[str, str]:
-    """Request headers; a bearer token only when a key is set (an empty key counts as none)."""
-    key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
-    return {"Accept": accept, **({"Authorization": f"Bearer {key}"} if key else {})}
-
-
-def status_error(source: str, response: httpx.Response) -> FeedError:
-    """A ``FeedError`` for a non-200 answer: the status, what it usually means, and the start of the body."""
-    code = response.status_code
-    hint = ""
-    if code in (401, 403):
-        hint = " (API key missing or refused)"
-    elif code == 429:
-        retry = response.headers.get("Retry-After")
-        hint = f" (rate limited; retry after {retry}s)" if retry else " (rate limited)"
-    body = " ".join(response.text.split())[:200]
-    return FeedError(f"{source} answered HTTP {code} {response.reason_phrase}{hint}" + (f": {body}" if body else ""))
-
-
-def transport_error(source: str, exc: Exception, timeout: float) -> Exception:
-    """The typed error for an exception httpx raised while talking to ``source``."""
-    if isinstance(exc, httpx.TimeoutException):
-        return FeedError(f"{source} timed out after {timeout:g}s ({type(exc).__name__})")
-    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
-        return ConfigError(f"{source} URL is invalid: {exc}")
-    return FeedError(f"{source} request failed: {type(exc).__name__}: {exc}")
-
-
-def get_json(client: httpx.Client, url: str, *, source: str, params: Any, headers: dict[str, str],
-             timeout: float) -> Any:
-    """GET ``url`` and parse its JSON body exactly; every failure is a ``FeedError`` naming ``source``."""
-    try:
-        response = client.get(url, params=params, headers=headers, timeout=timeout)
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise transport_error(source, exc, timeout) from exc
-    if response.status_code != 200:
-        raise status_error(source, response)
-    return parse_json(response.content, source)
-
 
 def _field(obj: Any, key: str, where: str) -> Any:
     if not isinstance(obj, dict):
@@ -101,27 +46,6 @@ def _field(obj: Any, key: str, where: str) -> Any:
     if key not in obj or obj[key] is None:
         raise FeedError(f"{where}: missing field {key!r}")
     return obj[key]
-
-
-def resolve_symbols(names: Iterable[str], feed_ids: Mapping[str, str]) -> list[str]:
-    """The symbols ``names`` stand for (any spelling), de-duplicated in order.
-
-    Raises:
-        UnknownSymbol: a name that is no market in ``feed_ids``.
-        InvalidInput: no names at all.
-    """
-    if isinstance(names, str):
-        names = [names]
-    out: list[str] = []
-    for name in names:
-        symbol = symbol_names.normalize(name)
-        if symbol is None or symbol not in feed_ids:
-            raise UnknownSymbol(name.strip(), sorted(feed_ids))
-        if symbol not in out:
-            out.append(symbol)
-    if not out:
-        raise InvalidInput("no market symbols requested")
-    return out
 
 
 # --- Hermes -------------------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Market-data storage: quotes, candles, news, social posts and price rejections, in SQLite or PostgreSQL.
 
 One implementation serves both databases (embedded default and scale-out, chosen by ``settings.database_url``); the
-SQL is shared and a tiny ``Dialect`` holds what differs: placeholders, column types, the "value changed" operator of
-the upsert, value codecs and transactions.
+SQL is shared and a tiny ``Dialect`` (``mikey.market.dialects``) holds what differs: placeholders, column types, the
+"value changed" operator of the upsert, value codecs and transactions.
 
 Semantics, identical on both backends:
 
@@ -24,26 +24,22 @@ Semantics, identical on both backends:
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime, timedelta
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar, get_args
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from mikey.domain import Candle, NewsItem, PriceCheck, Quote, SocialPost
 from mikey.errors import ConfigError, DataUnavailable, InvalidInput, MikeyError
+from mikey.market.dialects import Dialect, PostgresDialect, SqliteDialect, Synchronous, redact_url
+from mikey.market.normalize import INTERVALS, Interval
 from mikey.settings import Settings
 
-Interval = Literal["1m", "1h", "1d"]
-INTERVALS: dict[str, timedelta] = {"1m": timedelta(minutes=1), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
 TABLES = ("quotes", "candles", "news_items", "social_posts", "rejections")
-Synchronous = Literal["FULL", "NORMAL"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
 
@@ -106,192 +102,6 @@ class MarketStore(Protocol):
     def close(self) -> None:
         """Release the connection; the store cannot be used afterwards."""
         ...
-
-
-# Dialects ----------------------------------------------------------------------------------------------------------
-
-
-class Dialect:
-    """What differs between the two databases. SQL is written once with ``?`` placeholders."""
-
-    name: str
-    decimal_type: str
-    time_type: str
-    json_type: str
-    table_options: str
-    distinct: str  # "the value changed" operator in the candle/post upsert
-    explain: str
-    invalid_errors: tuple[type[Exception], ...]  # the data was refused -> InvalidInput
-    unavailable_errors: tuple[type[Exception], ...]  # the database failed -> DataUnavailable
-
-    def sql(self, text: str) -> str:
-        return text
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
-        """Run ``sql`` for every row; returns the rows inserted or changed."""
-        raise NotImplementedError
-
-    def transaction(self) -> AbstractContextManager[None]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def ts_in(self, value: datetime) -> Any:
-        return value
-
-    def ts_out(self, value: Any) -> datetime:
-        return value.astimezone(UTC)
-
-    def dec_in(self, value: Decimal | None) -> Any:
-        return value
-
-    def dec_out(self, value: Any) -> Decimal | None:
-        return value
-
-    def json_in(self, value: Any) -> Any:
-        raise NotImplementedError
-
-    def json_out(self, value: Any) -> Any:
-        return value
-
-
-class SqliteDialect(Dialect):
-    """One file, WAL journal; ``BEGIN IMMEDIATE`` takes the write lock up front so concurrent writers queue on
-    ``busy_timeout`` instead of failing with SQLITE_BUSY when a read transaction tries to upgrade."""
-
-    name = "sqlite"
-    decimal_type = "TEXT"  # NUMERIC affinity would turn 61409.93501 into a float
-    time_type = "TEXT"
-    json_type = "TEXT"
-    table_options = " WITHOUT ROWID"  # clustered on the primary key: a range read is one sequential b-tree walk
-    distinct = "IS NOT"
-    explain = "EXPLAIN QUERY PLAN "
-    invalid_errors = (sqlite3.IntegrityError, sqlite3.DataError)
-    unavailable_errors = (sqlite3.Error,)
-
-    def __init__(self, path: Path, *, synchronous: Synchronous = "FULL", busy_timeout_ms: int = 30_000) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode.lower() != "wal":
-            raise ConfigError(f"{path}: SQLite could not switch to WAL mode (got {mode!r})")
-        if synchronous not in get_args(Synchronous):
-            raise ConfigError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
-        self._conn.execute(f"PRAGMA synchronous = {synchronous}")
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._conn.execute(sql, params).fetchall()
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
-        return self._conn.executemany(sql, rows).rowcount
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            self._conn.execute("COMMIT")  # a failing COMMIT (disk full, I/O error) rolls back too
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
-
-    def close(self) -> None:
-        self._conn.close()
-
-    def ts_in(self, value: datetime) -> str:
-        return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-    def ts_out(self, value: str) -> datetime:
-        return datetime.fromisoformat(value)
-
-    def dec_in(self, value: Decimal | None) -> str | None:
-        return None if value is None else format(value, "f")  # fixed point: exact digits, no exponent
-
-    def dec_out(self, value: str | None) -> Decimal | None:
-        return None if value is None else Decimal(value)
-
-    def json_in(self, value: Any) -> str:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-    def json_out(self, value: str) -> Any:
-        return json.loads(value)
-
-
-class PostgresDialect(Dialect):
-    """psycopg 3 on one autocommit connection; each batch is an explicit transaction. psycopg is imported here only,
-    so SQLite users and ``mikey --help`` never load it."""
-
-    name = "postgresql"
-    decimal_type = "NUMERIC"  # no precision or scale: every digit is kept
-    time_type = "TIMESTAMPTZ"
-    json_type = "JSONB"
-    table_options = ""
-    distinct = "IS DISTINCT FROM"
-    explain = "EXPLAIN "
-
-    def __init__(self, url: str, *, connect_timeout: float = 10.0) -> None:
-        try:
-            import psycopg
-            from psycopg.types.json import Jsonb
-        except ImportError as exc:
-            raise ConfigError("database_url is set but psycopg is missing: pip install 'psycopg[binary]'") from exc
-        self._psycopg, self._jsonb = psycopg, Jsonb
-        self.invalid_errors = (psycopg.DataError, psycopg.IntegrityError)
-        self.unavailable_errors = (psycopg.Error,)
-        self._url, self._timeout, self._closed = url, max(1, int(connect_timeout)), False
-        self._conn = self._connect()
-
-    def _connect(self) -> Any:
-        try:
-            return self._psycopg.connect(self._url, autocommit=True, connect_timeout=self._timeout)
-        except self._psycopg.Error as exc:
-            raise DataUnavailable(f"market database unreachable ({_redact(self._url)}): {exc}") from exc
-
-    def _live(self) -> Any:
-        """The connection, re-opened if the server dropped it (restart, failover): the call that saw the drop
-        failed with ``DataUnavailable``; the next one works again, without restarting the ingestion service."""
-        if self._conn.closed and not self._closed:
-            self._conn = self._connect()
-        return self._conn
-
-    def sql(self, text: str) -> str:
-        return text.replace("?", "%s")
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        cur = self._live().execute(self.sql(sql), params)
-        return cur.fetchall() if cur.description else []
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
-        with self._live().cursor() as cur:
-            cur.executemany(self.sql(sql), rows)
-            return max(cur.rowcount, 0)
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        with self._live().transaction():
-            yield
-
-    def close(self) -> None:
-        self._closed = True
-        self._conn.close()
-
-    def json_in(self, value: Any) -> Any:
-        return self._jsonb(value)
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for error messages."""
-    scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    creds, _, host = rest.rpartition("@")
-    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
 
 
 # Schema and statements --------------------------------------------------------------------------------------------
@@ -622,7 +432,7 @@ def open_store(settings: Settings, *, synchronous: Synchronous = "FULL") -> SqlM
     url = settings.database_url
     if url:
         if not url.startswith(("postgresql://", "postgres://")):
-            raise ConfigError(f"database_url must be a PostgreSQL URL (postgresql://...), got {_redact(url)!r}")
+            raise ConfigError(f"database_url must be a PostgreSQL URL (postgresql://...), got {redact_url(url)!r}")
         return SqlMarketStore(PostgresDialect(url, connect_timeout=settings.http_timeout))
     return SqlMarketStore(SqliteDialect(settings.market_db, synchronous=synchronous))
 

@@ -24,11 +24,12 @@ from typing import Any
 import httpx
 
 from mikey.domain import Quote
+from mikey.domain.utc import utc_now
 from mikey.errors import ConfigError, FeedError
 from mikey.market import symbols as symbol_names
-from mikey.market.http import OwnedHttpClient
-from mikey.market.normalize import MAX_MAGNITUDE
-from mikey.market.pyth import auth_headers, get_json, normalize_feed_id, resolve_symbols, utc_now
+from mikey.market.http import OwnedHttpClient, auth_headers, get_json
+from mikey.market.normalize import MAX_MAGNITUDE, normalize_feed_id
+from mikey.market.symbols import resolve_symbols
 
 CROSSBAR = "Switchboard crossbar"
 _FEED_HASH = re.compile(r"(0x)?[0-9a-fA-F]{64}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterable
 
 from mikey.errors import InvalidInput, UnknownSymbol
 
@@ -38,3 +39,25 @@ def resolve_own(name: str) -> str:
     if not name.strip():
         raise InvalidInput("the market name is empty; give the symbol the history is of, e.g. SOL or SPY")
     return normalize(name) or name.strip().upper()
+
+
+def resolve_symbols(names: Iterable[str], covered: Collection[str]) -> list[str]:
+    """The symbols ``names`` stand for (any spelling), de-duplicated in order, each one of ``covered`` (the markets a
+    source has feeds for).
+
+    Raises:
+        UnknownSymbol: a name that is no market in ``covered``.
+        InvalidInput: no names at all.
+    """
+    if isinstance(names, str):
+        names = [names]
+    out: list[str] = []
+    for name in names:
+        symbol = normalize(name)
+        if symbol is None or symbol not in covered:
+            raise UnknownSymbol(name.strip(), sorted(covered))
+        if symbol not in out:
+            out.append(symbol)
+    if not out:
+        raise InvalidInput("no market symbols requested")
+    return out
