@@ -7,10 +7,13 @@
 
 Every number is computed by the engines (``mikey.analysis``, ``mikey.risk``) on one set of bars: the feed's daily
 candles up to its clock, read once in ``preprocess``, so indicators, patterns, signal and risk cannot disagree about
-which bars they rest on. ``llm_analysis`` is the only model call: the ``pipeline/insight`` prompt over the facts
-known so far (quote, indicators, patterns, sentiment, headlines), grounded like a chat answer; a draft with too few
-verified numbers is replaced by the offline writer's. Recommendations and alerts are rules over code-computed values
-only, so neither a model nor a headline can change them.
+which bars they rest on. ``features`` runs the code analysis of ``mikey analyze`` on those bars once
+(``analysis.report.analyze``: features, patterns, sentiment and signal at the last bar, no backtest); ``sentiment``,
+``patterns`` and ``signals`` hand its parts on at their places in the flow, so an insight's readings are the
+analysis command's by construction. ``llm_analysis`` is the only model call: the ``pipeline/insight`` prompt over the
+facts known so far (quote, indicators, patterns, sentiment, headlines), grounded like a chat answer; a draft with too
+few verified numbers is replaced by the offline writer's. Recommendations (``analysis.recommendations``) and alerts
+(``analysis.alerts``) are rules over code-computed values only, so neither a model nor a headline can change them.
 
 **Reference position.** A summary feed has no user position, so ``risk`` assesses a fixed one: a long of
 ``REFERENCE_COLLATERAL`` (1,000 USD) at 1x leverage, size = 1,000 / current price, isolated margin, the market's tier
@@ -20,7 +23,6 @@ the leverage guidance scales its 1-day VaR(95). Long, because signals come after
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,8 +36,10 @@ from langgraph.runtime import Runtime
 
 from mikey.agents import grounding
 from mikey.agents.prompts import load_prompt
+from mikey.analysis.alerts import code_alerts
+from mikey.analysis.recommendations import recommend
+from mikey.analysis.report import AnalysisReport
 from mikey.domain import (
-    Fact,
     Facts,
     GroundingReport,
     IndicatorSnapshot,
@@ -44,7 +48,6 @@ from mikey.domain import (
     PatternFinding,
     PositionInput,
     Quote,
-    RiskAlert,
     RiskAssessment,
     SentimentScore,
     Signal,
@@ -53,6 +56,7 @@ from mikey.domain import (
 from mikey.errors import MikeyError
 from mikey.market import symbols
 from mikey.market.feed import PriceFeed
+from mikey.risk.sizing import guided_leverage as guided_leverage  # the rule behind the leverage recommendation
 from mikey.router.chat_model import ChatModel
 from mikey.router.offline import facts_block
 from mikey.settings import Settings
@@ -66,12 +70,6 @@ REFERENCE_COLLATERAL = 1000.0
 MAX_HEADLINES = 8
 """Newest headlines shown to the writer; sentiment is scored over every item regardless."""
 HEADLINE_CHARS = 200
-LOSS_BUDGET = 0.10
-"""Leverage guidance: the largest 1-day 95% loss, as a fraction of collateral, the suggested leverage keeps under."""
-MAX_GUIDED_LEVERAGE = 100
-RSI_OVERBOUGHT, RSI_OVERSOLD = 70.0, 30.0
-LEVEL_PROXIMITY_PCT = 3.0
-"""A support or resistance level within this distance of the price (in %) gets a recommendation."""
 
 
 @dataclass
@@ -97,8 +95,8 @@ class PipelineState(TypedDict, total=False):
     """Validated OHLCV bars up to the feed's clock, indexed by UTC bar open time."""
     quote: Quote
     indicators: IndicatorSnapshot
-    features: pd.DataFrame
-    feature_values: dict[str, float]
+    analysis: AnalysisReport
+    """What ``mikey analyze`` computes on ``frame`` (without the backtest): patterns, sentiment, signal."""
     sentiment: SentimentScore
     news: list[NewsItem]
     patterns: list[PatternFinding]
@@ -133,30 +131,27 @@ def preprocess_node(state: PipelineState, runtime: Runtime[PipelineContext]) -> 
     return {"frame": check.frame, "quote": feed.quote(symbol), "indicators": indicators.snapshot(candles)}
 
 
-def features_node(state: PipelineState) -> dict[str, Any]:
-    """The full feature set; ``last_values`` refuses a last bar without every value."""
-    from mikey.analysis import features
+def features_node(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+    """The code analysis of ``mikey analyze`` on these bars, once: the full feature set (a last bar without every
+    value is refused), patterns, sentiment at the last bar over the context's items, and the signal."""
+    from mikey.analysis.report import analyze
 
-    config = features.FeatureConfig()
-    feats = features.compute_features(state["frame"], config)
-    return {"features": feats, "feature_values": features.last_values(feats, config)}
+    ctx = runtime.context
+    return {"analysis": analyze(state["frame"], symbol=state["symbol"], source=ctx.feed.name, news=ctx.news,
+                                with_backtest=False)}
 
 
 def sentiment_node(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
-    """Sentiment at the last bar over the context's items; the newest headlines tagged with this market."""
-    from mikey.analysis import sentiment
-
+    """The analysis's sentiment; the newest headlines tagged with this market, for the writer."""
     symbol, now = state["symbol"], _clock(state)
-    items = runtime.context.news
-    tagged = [n for n in items if isinstance(n, NewsItem) and symbol in n.symbols and n.published_at <= now]
+    tagged = [n for n in runtime.context.news if isinstance(n, NewsItem) and symbol in n.symbols
+              and n.published_at <= now]
     newest = sorted(tagged, key=lambda n: n.published_at, reverse=True)[:MAX_HEADLINES]
-    return {"sentiment": sentiment.aggregate(items, symbol=symbol, now=now), "news": newest}
+    return {"sentiment": state["analysis"].sentiment, "news": newest}
 
 
 def patterns_node(state: PipelineState) -> dict[str, Any]:
-    from mikey.analysis import patterns
-
-    return {"patterns": patterns.find_patterns(state["frame"], state["features"])}
+    return {"patterns": state["analysis"].patterns}
 
 
 def llm_analysis_node(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
@@ -189,13 +184,8 @@ def risk_node(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[s
 
 
 def signals_node(state: PipelineState) -> dict[str, Any]:
-    """The signal on the last bar, exactly as ``analysis.report.analyze`` computes it."""
-    from mikey.analysis import signals
-
-    frame = state["frame"]
-    with_prices = state["features"].join(frame[["open", "high", "low", "close", "volume"]])
-    return {"signal": signals.signal_at(with_prices, -1, symbol=state["symbol"], patterns=state["patterns"],
-                                        sentiment=state["sentiment"])}
+    """The analysis's signal on the last bar (patterns and sentiment included)."""
+    return {"signal": state["analysis"].signal}
 
 
 def insights_node(state: PipelineState) -> dict[str, Any]:
@@ -272,7 +262,7 @@ def run_watchlist(context: PipelineContext, names: Iterable[str]) -> WatchlistRe
     return WatchlistResult(insights, errors)
 
 
-# -- rules ----------------------------------------------------------------------------------------------------------
+# -- reference position and headlines -------------------------------------------------------------------------------
 def reference_position(symbol: str, price: float) -> PositionInput:
     """The position an insight's risk describes: a 1x long of ``REFERENCE_COLLATERAL`` USD at ``price``."""
     return PositionInput(market=symbol, side="long", size=REFERENCE_COLLATERAL / price,
@@ -293,127 +283,6 @@ def _clean(text: str, limit: int) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
 
 
-def recommend(insight: Insight) -> list[str]:
-    """Considerations from code-computed values only; every number is a fact's display string or a rule constant."""
-    facts, risk, signal = insight.facts, insight.facts.risk, insight.signal
-    shown = _displays(facts.numbers())
-    out = [_signal_sentence(signal, shown["signal_strength"])]
-    if risk is not None:
-        out.append(f"Market risk of a 1x long reference position scores {shown['risk_score']} ({risk.risk_level}); "
-                   + _LEVEL_ADVICE[risk.risk_level])
-        out.append(_leverage_sentence(risk.var_95, shown["var_95_pct"]))
-    # The regime compares 30-day realised volatility with its own history; the risk engine's yearly figure is
-    # another window, so the sentence states no number rather than pair the two.
-    regime = next((p.name for p in insight.patterns if p.kind == "volatility"), None)
-    if regime == "high volatility":
-        out.append("Realised 30-day volatility is high against its own history, so smaller size or wider stops are "
-                   "worth considering.")
-    elif regime == "low volatility":
-        out.append("Realised 30-day volatility is low against its own history; quiet markets often precede larger "
-                   "moves.")
-    if facts.indicators is not None:
-        rsi = facts.indicators.rsi_14
-        if rsi >= RSI_OVERBOUGHT:
-            out.append(f"RSI(14) at {shown['rsi_14']} is overbought (70 or above): pullbacks are likelier, so "
-                       "adding to longs deserves caution.")
-        elif rsi <= RSI_OVERSOLD:
-            out.append(f"RSI(14) at {shown['rsi_14']} is oversold (30 or below): rebounds are likelier, though "
-                       "downtrends can stay oversold.")
-    if facts.quote is not None:
-        out += _level_sentences(float(facts.quote.price), shown["price"], facts.numbers())
-    if insight.sentiment.items:
-        out.append(f"News sentiment is {insight.sentiment.label} ({shown['sentiment_score']} over "
-                   f"{insight.sentiment.items} items); headlines are others' words and can turn quickly.")
-    return out
-
-
-_LEVEL_ADVICE = {
-    "LOW": "the market's own volatility and drawdowns are modest.",
-    "MEDIUM": "sizing below your usual maximum is worth considering.",
-    "HIGH": "smaller positions and lower leverage than usual are worth considering.",
-    "CRITICAL": "smaller positions and lower leverage than usual are worth considering.",
-}
-
-
-def _displays(numbers: Sequence[Fact]) -> dict[str, str]:
-    return {f.name: f.display for f in numbers}
-
-
-def _signal_sentence(signal: Signal, strength: str) -> str:
-    moved = [f for f in signal.factors if f.contribution != 0]
-    top = max(moved, key=lambda f: abs(f.contribution)).name if moved else None
-    led = f" (strongest factor: {top})" if top else ""
-    if signal.action == "BUY":
-        return (f"The code signal is BUY at strength {strength}{led}: a consideration for long exposure, to weigh "
-                "against the risk figures, not an instruction.")
-    if signal.action == "SELL":
-        return (f"The code signal is SELL at strength {strength}{led}: a consideration for reducing long exposure, "
-                "not an instruction.")
-    return (f"The code signal is HOLD at strength {strength}{led}: the factors do not agree enough for a direction, "
-            "so waiting for a clearer reading is worth considering.")
-
-
-def guided_leverage(var_95: float) -> int | None:
-    """The largest whole leverage keeping a 1-day 95% loss under ``LOSS_BUDGET`` of collateral; None if VaR <= 0."""
-    if var_95 <= 0:
-        return None
-    return min(MAX_GUIDED_LEVERAGE, math.floor(LOSS_BUDGET / var_95))
-
-
-def _leverage_sentence(var_95: float, shown: str) -> str:
-    budget = f"{LOSS_BUDGET:.0%}"
-    most = guided_leverage(var_95)
-    if most is None:
-        return f"Daily VaR(95) of {shown} shows no loss in the history's worst days, so it gives no leverage bound."
-    if most < 1:
-        return (f"Daily VaR(95) of {shown} means even 1x leverage risks a 1-day 95% loss above {budget} of "
-                "collateral.")
-    return (f"Daily VaR(95) of {shown} suggests leverage of at most {most}x keeps a 1-day 95% loss under "
-            f"{budget} of collateral.")
-
-
-def _level_sentences(price: float, price_shown: str, numbers: Sequence[Fact]) -> list[str]:
-    """Nearest support below and resistance above the price, when within ``LEVEL_PROXIMITY_PCT``."""
-    below = [f for f in numbers if f.name.startswith("support_") and f.value <= price]
-    above = [f for f in numbers if f.name.startswith("resistance_") and f.value >= price]
-    out = []
-    near = f"{LEVEL_PROXIMITY_PCT:g}%"
-    if below:
-        level = max(below, key=lambda f: f.value)
-        if (price - level.value) / price * 100 <= LEVEL_PROXIMITY_PCT:
-            out.append(f"The price {price_shown} is within {near} of support at {level.display}: a close below it "
-                       "would weaken the level.")
-    if above:
-        level = min(above, key=lambda f: f.value)
-        if (level.value - price) / price * 100 <= LEVEL_PROXIMITY_PCT:
-            out.append(f"The price {price_shown} is within {near} of resistance at {level.display}: rejections "
-                       "there are common, a close above it would clear it.")
-    return out
-
-
-def code_alerts(insight: Insight, previous: Insight | None = None) -> list[RiskAlert]:
-    """The risk engine's alerts, RSI at or past 70 / 30, and a signal action that changed since ``previous``."""
-    facts = insight.facts
-    out = list(facts.risk.alerts) if facts.risk is not None else []
-    if facts.indicators is not None:
-        rsi, shown = facts.indicators.rsi_14, _displays(facts.numbers())["rsi_14"]
-        if rsi >= RSI_OVERBOUGHT:
-            out.append(RiskAlert(kind="rsi_overbought", severity="info", value=rsi, threshold=RSI_OVERBOUGHT,
-                                 message=f"RSI(14) is {shown}, at or above 70 (overbought)."))
-        elif rsi <= RSI_OVERSOLD:
-            out.append(RiskAlert(kind="rsi_oversold", severity="info", value=rsi, threshold=RSI_OVERSOLD,
-                                 message=f"RSI(14) is {shown}, at or below 30 (oversold)."))
-    if previous is not None and previous.signal.action != insight.signal.action:
-        from mikey.analysis.signals import DEFAULT_THRESHOLD
-
-        was, now = previous.signal.action, insight.signal.action
-        reversal = {was, now} == {"BUY", "SELL"}
-        out.append(RiskAlert(kind="signal_flip", severity="warning" if reversal else "info",
-                             value=insight.signal.strength, threshold=DEFAULT_THRESHOLD,
-                             message=f"The signal changed from {was} ({previous.as_of:%Y-%m-%d}) to {now}."))
-    return out
-
-
 def _clock(state: PipelineState) -> datetime:
-    """The last bar's time: 'now' for sentiment and the insight, as in ``analysis.report.analyze``."""
+    """The last bar's time: 'now' for the headlines and the insight, as in ``analysis.report.analyze``."""
     return state["frame"].index[-1].to_pydatetime()

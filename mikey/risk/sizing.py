@@ -8,6 +8,8 @@
   (a quarter Kelly by default), and 0 when the edge is negative (no bet).
 - ``recommended_max_size``: the smallest of the sizes the user's limits allow (max leverage, including the margin
   tier's own cap; max position notional; the 1-day VaR99 budget), with the limit that binds.
+- ``guided_leverage``: the largest whole leverage whose 1-day 95% loss stays under ``LOSS_BUDGET`` of collateral,
+  from the market's VaR(95) alone (the market summary feed's guidance, where no user limits are known).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from mikey.risk.liquidation import MarginTier, Side
 
 KELLY_CAP = 0.25
 """Fraction of full Kelly used by ``kelly_fraction`` unless told otherwise."""
+LOSS_BUDGET = 0.10
+"""Leverage guidance: the largest 1-day 95% loss, as a fraction of collateral, the suggested leverage keeps under."""
+MAX_GUIDED_LEVERAGE = 100
 
 
 def _positive(**values: float) -> None:
@@ -129,3 +134,10 @@ def recommended_max_size(*, collateral: float, price: float, max_leverage: float
         limits["var_budget"] = var_budget_fraction * collateral / (var_99 * price)
     binding = min(limits, key=limits.__getitem__)
     return SizeRecommendation(size=limits[binding], binding=binding, limits=limits)
+
+
+def guided_leverage(var_95: float) -> int | None:
+    """The largest whole leverage keeping a 1-day 95% loss under ``LOSS_BUDGET`` of collateral; None if VaR <= 0."""
+    if var_95 <= 0:
+        return None
+    return min(MAX_GUIDED_LEVERAGE, math.floor(LOSS_BUDGET / var_95))

@@ -85,3 +85,12 @@ def test_tier_maximum_leverage_caps_the_size() -> None:
     # 125x is only allowed up to 50,000 of notional; then 100x up to 250,000
     assert sizing.max_notional_for_leverage(1_000, 125, btc) == pytest.approx(100_000)
     assert sizing.max_notional_for_leverage(1_000, 30, single_tier(0.01)) == pytest.approx(30_000)
+
+
+@pytest.mark.parametrize(("var_95", "most"), [(0.0333, 3), (0.05, 2), (0.1, 1), (0.2, 0), (0.0004, 100), (0.0, None),
+                                              (-0.01, None)])
+def test_guided_leverage_keeps_a_days_95_loss_under_a_tenth_of_collateral(var_95, most) -> None:
+    assert sizing.guided_leverage(var_95) == most
+    if most:
+        assert most * var_95 <= sizing.LOSS_BUDGET
+        assert most == sizing.MAX_GUIDED_LEVERAGE or (most + 1) * var_95 > sizing.LOSS_BUDGET
