@@ -214,7 +214,7 @@ def _leverage(position: PositionInput, notional: float) -> float:
             raise InvalidInput(
                 f"at leverage {given:g} the initial margin {notional / given:g} exceeds the cross account balance "
                 f"(collateral) {position.collateral:g}")
-    if effective > MAX_LEVERAGE:
+    if effective > MAX_LEVERAGE * (1 + 1e-9):  # 100x given as size, entry and collateral rounds to 100.00000000000001
         raise InvalidInput(f"leverage notional / collateral = {effective:.4g} is above the {MAX_LEVERAGE:g}x maximum")
     return effective
 
