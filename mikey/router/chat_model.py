@@ -30,6 +30,7 @@ from mikey.errors import (
 )
 from mikey.router.groups import Deployment, GroupStatus, model_groups, role_chain, smollm2_path
 from mikey.router.ledger import CallRecord, Ledger, attach, utc_day
+from mikey.router.messages import prompt_of
 from mikey.router.providers import describe
 from mikey.settings import Settings
 
@@ -114,6 +115,8 @@ class _Call:
     max_tokens: int
     thread_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    prompt: str | None = None
+    """The ``name@version`` of the prompt the messages were rendered from (``PromptMessages``), for the ledger."""
 
 
 class RouterChatModel:
@@ -223,7 +226,7 @@ class RouterChatModel:
             role, group, exclude_families=exclude_families, offline=offline)
         call = _Call(role, chain, max_tokens or self.settings.max_tokens, thread_id,
                      {k: v for k, v in {"tools": tools, "response_format": response_format}.items() if v is not None})
-        call, notice = self._affordable(messages, call)
+        call, notice = self._affordable(messages, replace(call, prompt=prompt_of(messages)))
         router = self.router  # built (litellm imported) before the deadline's clock matters: it is local work
         # The chain is walked here, one group per Router call (the Router retries and cools down deployments within
         # a group), so that the answer can say which group failed and how.
@@ -263,6 +266,7 @@ class RouterChatModel:
         requested = self.chain(role, group)
         call, notice = self._affordable(messages, _Call(role, requested, max_tokens or self.settings.max_tokens,
                                                         thread_id))
+        call = replace(call, prompt=prompt_of(messages))
         chain = call.chain
         remaining = list(chain)
         router = self.router  # built before the deadline's clock matters
@@ -337,7 +341,7 @@ class RouterChatModel:
         chain = groups or self.chain(role, group, offline=False)
         problems: list[str] = []
         for name in chain:
-            attempt = list(messages)
+            attempt = messages  # never changed, only extended: rendered messages keep their prompt tag
             for repair in (False, True):
                 try:
                     done = self.complete(attempt, role=role, group=name, only=True, response_format=schema,
@@ -363,7 +367,8 @@ class RouterChatModel:
         # LiteLLM's response cache is process-wide; each request says whether it may use it.
         return {"model": call.chain[0], "messages": messages, "fallbacks": call.chain[1:],
                 "max_tokens": call.max_tokens,
-                "metadata": {"role": call.role, "thread_id": call.thread_id, "ledger": self._ledger_key},
+                "metadata": {"role": call.role, "thread_id": call.thread_id, "ledger": self._ledger_key,
+                             "prompt_ref": prompt_of(messages)},
                 "caching": self.settings.cache_enabled, **call.extra}
 
     def _completion(self, response: Any, call: _Call, latency_s: float) -> Completion:
@@ -393,14 +398,14 @@ class RouterChatModel:
                 role=call.role, model_group=done.group, deployment=done.deployment or done.group, model=done.model,
                 outcome="ok", tokens_in=done.prompt_tokens, tokens_out=done.completion_tokens,
                 cost_usd=0.0 if done.cache_hit else done.cost_usd, latency_ms=done.latency_s * 1000,
-                cache_hit=done.cache_hit, thread_id=call.thread_id,
+                cache_hit=done.cache_hit, thread_id=call.thread_id, prompt=call.prompt,
             ))
 
     def _record_failure(self, call: _Call, group: str, exc: BaseException) -> None:
         if self.ledger is not None:
             self.ledger.record(CallRecord(role=call.role, model_group=group, deployment=group,
                                           model=_deployment_model(self.groups, group), outcome="error",
-                                          error=describe(exc), thread_id=call.thread_id))
+                                          error=describe(exc), thread_id=call.thread_id, prompt=call.prompt))
 
     def _affordable(self, messages: list[dict[str, Any]], call: _Call) -> tuple[_Call, str | None]:
         """The call without the groups whose worst-case cost would break a budget, and why they were dropped.

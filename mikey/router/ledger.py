@@ -1,8 +1,10 @@
-"""The cost ledger: one row per model call attempt (role, group, deployment, tokens, cost, latency, cache, outcome).
+"""The cost ledger: one row per model call attempt (role, group, deployment, prompt, tokens, cost, latency, cache,
+outcome).
 
-Stored in SQLite (``settings.ledger_db``). Successful calls are written by the chat model as soon as the router
-returns, so a budget check right after sees them; failed attempts inside the router's retries and fallbacks arrive
-through a LiteLLM callback (``LedgerCallback``).
+Stored in SQLite (``settings.ledger_db``); a ledger file from before a column existed gains it when opened
+(``MIGRATIONS``), its old rows holding NULL there. Successful calls are written by the chat model as soon as the
+router returns, so a budget check right after sees them; failed attempts inside the router's retries and fallbacks
+arrive through a LiteLLM callback (``LedgerCallback``).
 """
 
 from __future__ import annotations
@@ -31,11 +33,15 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     cache_hit INTEGER NOT NULL DEFAULT 0,
     outcome TEXT NOT NULL,
     error TEXT,
-    thread_id TEXT
+    thread_id TEXT,
+    prompt TEXT
 );
 CREATE INDEX IF NOT EXISTS llm_calls_day ON llm_calls (day);
 CREATE INDEX IF NOT EXISTS llm_calls_thread ON llm_calls (thread_id);
 """
+
+# Columns added after the first release, with their definitions: ``ALTER TABLE ADD COLUMN`` when a file lacks one.
+MIGRATIONS = {"prompt": "TEXT"}
 
 USAGE_KEYS = ("day", "model_group", "role")
 
@@ -56,6 +62,8 @@ class CallRecord:
     cache_hit: bool = False
     error: str | None = None
     thread_id: str | None = None
+    prompt: str | None = None
+    """The versioned prompt the messages were rendered from, ``name@version`` (e.g. ``chat.analyze@2``)."""
     ts: float = 0.0
 
 
@@ -72,7 +80,20 @@ class Ledger:
         self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(SCHEMA)
+        self._migrate()
         self._lock = threading.Lock()
+
+    def _migrate(self) -> None:
+        """Add the columns an older ledger file lacks (another process opening it may add them first)."""
+        for column, definition in MIGRATIONS.items():
+            present = {row[1] for row in self._conn.execute("PRAGMA table_info(llm_calls)")}
+            if column in present:
+                continue
+            try:
+                self._conn.execute(f"ALTER TABLE llm_calls ADD COLUMN {column} {definition}")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
 
     def record(self, call: CallRecord) -> None:
         row = asdict(call)
@@ -167,6 +188,7 @@ def _failure_callback() -> Any:
                 error=describe(error) if error else None,  # never the provider's text: it can carry the key
                 latency_ms=_ms(start, end),
                 thread_id=meta.get("thread_id"),
+                prompt=meta.get("prompt_ref"),  # "prompt" is LiteLLM's own key (Langfuse prompt objects)
             ))
 
         def log_failure_event(self, kwargs, response_obj, start_time, end_time):  # noqa: D102

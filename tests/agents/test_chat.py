@@ -128,3 +128,28 @@ def test_checkpoint_round_trip_is_clean(settings, graph, caplog) -> None:
         state = graph.get_state({"configurable": {"thread_id": "t"}}).values
     assert state["answer"].facts.symbol == "ETH"
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_ledger_rows_of_a_turn_name_each_prompt_and_version(settings, graph, ledger) -> None:
+    """Every model call of a chat turn is recorded with the versioned prompt it was rendered from."""
+    from mikey.agents.prompts import load_prompt
+
+    def model(messages, tools) -> str:
+        if messages[0]["content"].startswith("You classify messages"):
+            return '{"kind": "analysis", "markets": ["SOL"]}'
+        return "SOL closed at 21.78 USD with RSI(14) at 47.86."
+
+    settings = settings.model_copy(update={"roles": {**settings.roles, "understand": ["local"]}})
+    groups = model_groups(settings)
+    groups["local"] = fake.fake_group("local", "prompted", fake.FunctionModel(model), family="local")
+    context = ChatContext(settings=settings, feed=ReplayFeed(), chat_model=RouterChatModel(settings, groups, ledger),
+                          group="local")
+
+    answer = run_turn(graph, context, "How is SOL doing?", "t")
+
+    assert answer.group == "local" and answer.intent.parsed_by == "local+rules"
+    assert [(r.role, r.model_group, r.prompt) for r in ledger.calls()] == [
+        ("understand", "local", load_prompt("chat/understand").ref),
+        ("analyze", "local", load_prompt("chat/analyze").ref),
+    ]
+    assert load_prompt("chat/analyze").ref == "chat.analyze@2"

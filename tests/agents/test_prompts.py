@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mikey.agents.prompts import Prompt, load_prompt
+from mikey.agents.prompts import Prompt, bundled_prompts, load_prompt
 from mikey.errors import ConfigError
+from mikey.router.messages import PromptMessages, prompt_of
 
 FACTS = "<facts>\nsymbol: SOL\nprice: 21.780764\n</facts>"
 
@@ -113,3 +114,37 @@ def test_prompt_is_immutable() -> None:
 
     with pytest.raises(ValueError, match="frozen"):
         prompt.version = 2  # type: ignore[misc]
+
+
+def test_rendered_messages_name_their_prompt_and_version() -> None:
+    """The version travels with the messages (the chat model writes it into the ledger); they stay a plain list of
+    dicts for providers, and the prompt's ``ref`` is what the ledger shows."""
+    prompt = load_prompt("chat/understand")
+
+    messages = prompt.render(message="and ETH?", previous="SOL", markets="BTC, ETH, SOL")
+
+    assert isinstance(messages, PromptMessages) and isinstance(messages, list)
+    assert prompt_of(messages) == prompt.ref == f"chat.understand@{prompt.version}"
+    assert prompt_of(messages + [{"role": "user", "content": "fix it"}]) == prompt.ref  # a repair turn is still it
+    assert prompt_of(list(messages)) is None and prompt_of([{"role": "user", "content": "hi"}]) is None
+
+
+def test_shipped_prompts_are_package_data() -> None:
+    """The prompts live inside the ``mikey`` package, each matched by pyproject's package-data, so a wheel carries
+    them (tests/test_wheel.py installs one); the repo root has no ``prompts/`` folder to fall back on."""
+    import tomllib
+
+    from mikey.agents import prompts as loader
+
+    root = Path(loader.__file__).resolve().parents[2]
+    package = root / "mikey"
+    folder = Path(str(bundled_prompts()))
+    shipped = sorted(folder.rglob("*.yaml"))
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["mikey"]
+    declared = {path for pattern in globs for path in package.glob(pattern)}
+
+    assert folder.is_relative_to(package) and len(shipped) >= 4
+    assert set(shipped) <= declared, f"not package data: {sorted(set(shipped) - declared)}"
+    for path in shipped:
+        assert load_prompt(path.relative_to(folder).with_suffix("").as_posix()).version >= 1
+    assert not (root / "prompts").exists()

@@ -82,7 +82,10 @@ def test_cli_table_output_names_signal_and_backtest(isolated_env) -> None:
      "error: close is NaN or infinite in row 81 (2021-03-22)"),
 ], ids=["too-few-bars", "duplicated-date", "nan-close"])
 def test_cli_bad_history_is_one_clear_line(isolated_env, tmp_path, rows, message) -> None:
-    lines = (SHARED_DATA / "SOL-USD.daily.csv").read_text().splitlines()
+    from mikey.market.replay import bundled_data_dir
+
+    # The bundled copy of the Yahoo export (byte for byte ../shared's), so the test runs without ../shared too.
+    lines = (bundled_data_dir() / "SOL-USD.daily.csv").read_text().splitlines()
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join([lines[0], *rows(lines[1:])]) + "\n")
     done = run_mikey("analyze", "SOL", "--history", str(bad), "--json", env={"MIKEY_HOME": str(isolated_env)})

@@ -184,3 +184,32 @@ def test_http_deployments_get_total_and_connect_timeouts(settings) -> None:
     params = _litellm_params(model_groups(s)["gpt-4"].deployments[0])
     assert params["timeout"] == httpx.Timeout(9.0, connect=2.0)
     assert params["stream_timeout"] == 4.0
+
+
+def test_ledger_rows_name_the_prompt_the_messages_were_rendered_from(settings, ledger) -> None:
+    """Rendered messages carry ``name@version`` into every row of their call: the failed attempt, the answer, a
+    stream, both structured attempts (the repair too); messages written by hand record no prompt."""
+    import time
+
+    from mikey.router.messages import PromptMessages
+
+    settings = settings.model_copy(update={"num_retries": 0})
+    rendered = PromptMessages(MESSAGES, "test.echo@3")
+    cm = chat_model(settings, {
+        "gpt-4": fake.ScriptedModel([ConnectionError("down")]),
+        "claude": fake.ScriptedModel(["answer", "streamed answer", "not json",
+                                      '{"action": "HOLD", "strength": 0.1, "reasons": []}', "by hand"]),
+    }, ledger=ledger)
+
+    assert cm.complete(rendered, role="analyze").group == "claude"
+    assert isinstance(list(cm.stream(rendered, role="analyze", group="claude"))[-1], DoneEvent)
+    assert cm.structured(rendered, Signal, role="understand", groups=["claude"])[0].action == "HOLD"
+    cm.complete(MESSAGES, role="analyze", group="claude", only=True)
+
+    deadline = time.monotonic() + 5  # the failed attempt arrives through LiteLLM's failure callback
+    while len(ledger.calls()) < 6 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    rows = sorted((r.role, r.model_group, r.outcome, r.prompt or "-") for r in ledger.calls())
+    assert rows == [("analyze", "claude", "ok", "-"), ("analyze", "claude", "ok", "test.echo@3"),
+                    ("analyze", "claude", "ok", "test.echo@3"), ("analyze", "gpt-4", "error", "test.echo@3"),
+                    ("understand", "claude", "ok", "test.echo@3"), ("understand", "claude", "ok", "test.echo@3")]
