@@ -1,10 +1,11 @@
-"""The chat graph, one turn: understand -> gather -> analyze -> ground -> respond -> remember.
+"""The chat graph, one turn: understand -> gather -> analyze -> respond -> remember.
 
-Numbers come from ``gather`` (code); words come from ``analyze`` (a model, through the router); ``ground`` removes
-every number the words state that the facts do not hold. Messages that need no market facts (greetings, stated
-preferences, unknown markets, portfolio questions) skip straight to ``respond`` with a rules answer and cost no
-``analyze`` call. An analysis turn makes at most two model calls: ``understand`` and ``analyze`` (plus the offline
-writer, which is code, when a draft fails grounding; plus one per group with the opt-in signal consensus).
+Numbers come from ``gather`` (code); words come from ``analyze``: a model, through the router, whose every number is
+checked against the facts (``writing.write_grounded``, the one way MIKEY writes a grounded answer, streamed or not).
+Messages that need no market facts (greetings, stated preferences, unknown markets, portfolio questions) skip
+straight to ``respond`` with a rules answer and cost no ``analyze`` call. An analysis turn makes at most two model
+calls: ``understand`` and ``analyze`` (plus the offline writer, which is code, when a draft fails grounding; plus one
+per group with the opt-in signal consensus).
 
 A trade intent ends in a ``TradeProposal`` awaiting a human's approval; no chat turn executes anything, and no tool
 that could is reachable from this graph. A checkpointer keeps the thread (SqliteSaver, or PostgresSaver with
@@ -17,7 +18,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
@@ -26,14 +27,14 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
 from mikey import domain
-from mikey.agents import grounding, understand
+from mikey.agents import understand
 from mikey.agents.gather import gather
 from mikey.agents.prompts import load_prompt
 from mikey.agents.state import ChatContext, ChatState, Turn
-from mikey.domain import Answer, Facts, GroundingReport, Intent
-from mikey.errors import MikeyError, ProviderError
+from mikey.agents.writing import Reset, write_grounded
+from mikey.domain import Answer, Facts, Intent
+from mikey.errors import MikeyError
 from mikey.market import symbols
-from mikey.router.chat_model import DoneEvent, ErrorEvent, TokenEvent, describe
 from mikey.router.offline import facts_block
 from mikey.settings import Settings
 
@@ -47,13 +48,6 @@ _MARKET_TALK = re.compile(r"\b(up|market|markets|crypto|coins?|prices?|doing|goi
 MAX_HEADLINES = 5
 OWN_GROUPS = frozenset({"local", "offline"})
 """Groups that run on this machine: a turn asked of one of them asks no hosted model to understand it either."""
-
-
-@dataclass(frozen=True)
-class Reset:
-    """A streamed turn withdraws the words shown so far (the model failed mid-answer); the offline writer's follow."""
-
-    reason: str
 
 
 def _thread(config: RunnableConfig) -> str:
@@ -145,35 +139,20 @@ class SignalView(BaseModel):
 
 
 def analyze_node(state: ChatState, config: RunnableConfig, runtime: Runtime[ChatContext]) -> dict[str, Any]:
-    """Ask the model for the narrative over the facts, with the versioned prompt; streamed when the context asks."""
+    """The grounded words over the facts (``writing.write_grounded``): a model's draft with every number checked, or
+    the offline writer's rendering when the draft fails the grounding bar or never arrives; streamed when the context
+    asks, each sentence shown once it is vouched for."""
     ctx = runtime.context
     notice = _join(state.get("notice"), _signal_consensus(state, ctx, _thread(config)))
-    state = {**state, "notice": notice}
+    show = None
     if ctx.stream:
-        return _analyze_streaming(state, config, runtime)
-    try:
-        done = ctx.chat_model.complete(_analyze_messages(state), role="analyze", group=ctx.group,
-                                       thread_id=_thread(config), deadline=ctx.deadline)
-    except ProviderError as exc:
-        return _offline_answer(state, ctx, _failed_note(ctx.group, exc))
-    if not done.text.strip():
-        return _offline_answer(state, ctx, f"The {done.group} model returned no words; the offline writer rendered "
-                                           "the facts instead.")
-    return {"draft": done.text, "writer_group": done.group, "writer_model": done.model,
-            "notice": _join(notice, _fallback_note(done))}
-
-
-def _offline_answer(state: ChatState, ctx: ChatContext, why: str) -> dict[str, Any]:
-    """The offline writer's grounded rendering of the facts, with ``why`` it replaced the model's words."""
-    done = ctx.chat_model.complete(_analyze_messages(state), role="analyze", group="offline", only=True)
-    text, report = grounding.ground(done.text, state["facts"])
-    return {"draft": text, "grounding": report, "writer_group": done.group, "writer_model": done.model,
-            "notice": _join(state.get("notice"), why)}
-
-
-def _failed_note(group: str | None, exc: Exception) -> str:
-    return (f"The {group or 'requested'} model gave no answer ({describe(exc)}); the offline writer rendered the "
-            "facts instead.")
+        def show(piece: str | Reset) -> None:
+            runtime.stream_writer({"reset": piece.reason} if isinstance(piece, Reset) else {"text": piece})
+    written = write_grounded(ctx.chat_model, _analyze_messages(state), state["facts"],
+                             min_grounding=ctx.settings.min_grounding, group=ctx.group, thread_id=_thread(config),
+                             deadline=ctx.deadline, show=show)
+    return {"draft": written.text, "grounding": written.grounding, "writer_group": written.group,
+            "writer_model": written.model, "notice": _join(notice, *written.notes)}
 
 
 def _signal_consensus(state: ChatState, ctx: ChatContext, thread_id: str) -> str | None:
@@ -201,93 +180,8 @@ def _signal_consensus(state: ChatState, ctx: ChatContext, thread_id: str) -> str
             f"the code signal is {facts.signal.action}.")
 
 
-def _analyze_streaming(state: ChatState, config: RunnableConfig, runtime: Runtime[ChatContext]) -> dict[str, Any]:
-    """Stream the narrative, grounding it sentence by sentence so that no unchecked number reaches the reader."""
-    ctx = runtime.context
-    grounder = grounding.StreamGrounder(state["facts"])
-    write = runtime.stream_writer
-    notice = state.get("notice")
-    group = model = None
-    shown = False
-    failure: str | None = None
-    try:
-        for event in ctx.chat_model.stream(_analyze_messages(state), role="analyze", group=ctx.group,
-                                           thread_id=_thread(config), deadline=ctx.deadline):
-            if isinstance(event, TokenEvent):
-                if piece := grounder.feed(event.text):
-                    write({"text": piece})
-                    shown = True
-            elif isinstance(event, DoneEvent):
-                group, model = event.completion.group, event.completion.model
-                notice = _join(notice, _fallback_note(event.completion))
-            elif isinstance(event, ErrorEvent):
-                failure = (f"The {event.group} model stopped mid-answer ({event.message}); the offline writer "
-                           "rendered the facts instead.")
-    except ProviderError as exc:
-        failure = _failed_note(ctx.group, exc)
-    rest = grounder.finish() if failure is None else ""
-    if failure is None and not grounder.text.strip():
-        failure = f"The {group} model returned no words; the offline writer rendered the facts instead."
-    if failure is not None:
-        if shown:
-            write({"reset": failure})
-        out = _offline_answer({**state, "notice": notice}, ctx, failure)
-        write({"text": out["draft"]})
-        return out
-    if rest:
-        write({"text": rest})
-    report = grounder.report
-    notice = _join(notice, _claims_note(report))
-    if report.score < ctx.settings.min_grounding and group != "offline":
-        notice = _join(notice, f"{len(report.removed)} of {report.checked} numbers in this draft matched no fact "
-                               "and are marked; trust the facts card.")
-    return {"draft": grounder.text.strip(), "grounding": report, "writer_group": group, "writer_model": model,
-            "notice": notice}
-
-
-def _fallback_note(done: Any) -> str | None:
-    """Why the words are not the requested group's: a budget kept it out, or it did not answer."""
-    if done.notice:
-        return f"{done.notice} {done.group} wrote this instead."
-    if done.group == done.requested_group:
-        return None
-    own = f"{done.requested_group}: "
-    if len(done.failures) == 1 and done.failures[0].startswith(own):
-        why = f" ({done.failures[0].removeprefix(own)})"
-    else:
-        why = f" ({'; '.join(done.failures)})" if done.failures else ""
-    return f"The {done.requested_group} model did not answer{why}; {done.group} wrote this instead."
-
-
 def _join(*notes: str | None) -> str | None:
     return " ".join(n for n in notes if n) or None
-
-
-def ground_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
-    """Replace every number of the draft that matches no fact (after cutting any echo of the facts block).
-
-    A draft whose share of verified numbers is under ``min_grounding`` is not worth showing: the offline writer
-    renders the facts instead, and the notice says why. A streamed draft was grounded as it was shown.
-    """
-    if state.get("grounding") is not None:
-        return {}
-    ctx = runtime.context
-    draft = (state["draft"] or "").split("<facts>")[0].strip()
-    text, report = grounding.ground(draft, state["facts"])
-    if report.score >= ctx.settings.min_grounding or state["writer_group"] == "offline":
-        return {"draft": text, "grounding": report, "notice": _join(state.get("notice"), _claims_note(report))}
-    why = (f"The {state['writer_group']} draft stated {len(report.removed)} of {report.checked} numbers that match no "
-           "fact; the offline writer rendered the facts instead.")
-    out = _offline_answer({**state, "notice": _join(state.get("notice"), _claims_note(report))}, ctx, why)
-    out["grounding"].claims = report.claims + out["grounding"].claims
-    return out
-
-
-def _claims_note(report: GroundingReport) -> str | None:
-    if not report.claims:
-        return None
-    return (f"Removed {len(report.claims)} sentence(s) claiming a trade was made or approved: MIKEY executes nothing "
-            "from chat.")
 
 
 def respond_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
@@ -354,14 +248,12 @@ def build_chat_graph(checkpointer: Any) -> Any:
     graph.add_node("understand", understand_node)
     graph.add_node("gather", gather_node)
     graph.add_node("analyze", analyze_node)
-    graph.add_node("ground", ground_node)
     graph.add_node("respond", respond_node)
     graph.add_node("remember", remember_node)
     graph.add_edge(START, "understand")
     graph.add_conditional_edges("understand", _after_understand, ["gather", "respond"])
     graph.add_edge("gather", "analyze")
-    graph.add_edge("analyze", "ground")
-    graph.add_edge("ground", "respond")
+    graph.add_edge("analyze", "respond")
     graph.add_edge("respond", "remember")
     graph.add_edge("remember", END)
     return graph.compile(checkpointer=checkpointer)

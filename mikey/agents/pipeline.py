@@ -34,8 +34,8 @@ import pandas as pd
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from mikey.agents import grounding
 from mikey.agents.prompts import load_prompt
+from mikey.agents.writing import write_grounded
 from mikey.analysis.alerts import code_alerts
 from mikey.analysis.recommendations import recommend
 from mikey.analysis.report import AnalysisReport
@@ -155,7 +155,8 @@ def patterns_node(state: PipelineState) -> dict[str, Any]:
 
 
 def llm_analysis_node(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
-    """One model call for the summary, grounded; under ``min_grounding``, the offline writer's text instead."""
+    """One model call for the summary, grounded (``writing.write_grounded``, the chat's rule): under
+    ``min_grounding``, or when no model answers, the offline writer's text instead."""
     from mikey.analysis.indicators import PARAMETERS
 
     ctx, symbol = runtime.context, state["symbol"]
@@ -163,13 +164,10 @@ def llm_analysis_node(state: PipelineState, runtime: Runtime[PipelineContext]) -
                   patterns=state["patterns"], sentiment=state["sentiment"], news=state["news"])
     messages = load_prompt(INSIGHT_PROMPT).render(symbol=symbol, facts_block=facts_block(facts),
                                                   news_block=news_block(symbol, state["news"]))
-    done = ctx.chat_model.complete(messages, role="analyze", group=ctx.group, thread_id=f"pipeline:{symbol}")
-    text, report = grounding.ground(done.text.split("<facts>")[0].strip(), facts)
-    if report.score < ctx.settings.min_grounding and done.group != "offline":
-        done = ctx.chat_model.complete(messages, role="analyze", group="offline", only=True)
-        text, report = grounding.ground(done.text, facts)
-    return {"facts": facts, "summary": text, "grounding": report, "writer_group": done.group,
-            "writer_model": done.model}
+    written = write_grounded(ctx.chat_model, messages, facts, min_grounding=ctx.settings.min_grounding,
+                             group=ctx.group, thread_id=f"pipeline:{symbol}")
+    return {"facts": facts, "summary": written.text, "grounding": written.grounding, "writer_group": written.group,
+            "writer_model": written.model}
 
 
 def risk_node(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from mikey.domain import Facts
 from mikey.errors import (
     BudgetExceeded,
     ConfigError,
@@ -92,16 +93,28 @@ StreamEvent = TokenEvent | DoneEvent | ErrorEvent
 
 
 class ChatModel(Protocol):
-    """Anything that turns chat messages into a ``Completion`` for a role.
+    """How the rest of MIKEY asks for words: every call names a role; the model's chain of groups answers it.
 
     ``deadline`` (a ``time.monotonic()`` value) bounds a call: past it, the call is abandoned with
-    ``DeadlineExceeded`` (a stream yields ``ErrorEvent`` if it had started).
+    ``DeadlineExceeded`` (a stream yields ``ErrorEvent`` if it had started). ``facts`` are the typed facts the words
+    are about: the offline writer renders them when it is the group that answers.
     """
 
     def complete(
         self, messages: list[dict[str, Any]], *, role: str, group: str | None = None, max_tokens: int | None = None,
-        thread_id: str | None = None, only: bool = False, deadline: float | None = None,
+        thread_id: str | None = None, only: bool = False, deadline: float | None = None, facts: Facts | None = None,
     ) -> Completion: ...
+
+    def stream(
+        self, messages: list[dict[str, Any]], *, role: str, group: str | None = None, max_tokens: int | None = None,
+        thread_id: str | None = None, deadline: float | None = None, facts: Facts | None = None,
+    ) -> Iterator[StreamEvent]: ...
+
+    def structured(
+        self, messages: list[dict[str, Any]], schema: type[T], *, role: str, group: str | None = None,
+        groups: list[str] | None = None, thread_id: str | None = None, max_tokens: int | None = None,
+        deadline: float | None = None,
+    ) -> tuple[T, Completion]: ...
 
     def chain(self, role: str, group: str | None = None, *, offline: bool = True) -> list[str]: ...
 
@@ -115,6 +128,7 @@ class _Call:
     max_tokens: int
     thread_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    facts: Facts | None = None
     prompt: str | None = None
     """The ``name@version`` of the prompt the messages were rendered from (``PromptMessages``), for the ledger."""
 
@@ -213,7 +227,7 @@ class RouterChatModel:
         self, messages: list[dict[str, Any]], *, role: str, group: str | None = None, max_tokens: int | None = None,
         tools: list[dict[str, Any]] | None = None, response_format: Any = None, thread_id: str | None = None,
         exclude_families: frozenset[str] = frozenset(), only: bool = False, offline: bool = True,
-        deadline: float | None = None,
+        deadline: float | None = None, facts: Facts | None = None,
     ) -> Completion:
         """One answer for ``role``: the chain's first group that answers writes it.
 
@@ -225,7 +239,8 @@ class RouterChatModel:
         chain = [self.check_group(group).name] if only and group else self.chain(
             role, group, exclude_families=exclude_families, offline=offline)
         call = _Call(role, chain, max_tokens or self.settings.max_tokens, thread_id,
-                     {k: v for k, v in {"tools": tools, "response_format": response_format}.items() if v is not None})
+                     {k: v for k, v in {"tools": tools, "response_format": response_format}.items() if v is not None},
+                     facts)
         call, notice = self._affordable(messages, replace(call, prompt=prompt_of(messages)))
         router = self.router  # built (litellm imported) before the deadline's clock matters: it is local work
         # The chain is walked here, one group per Router call (the Router retries and cools down deployments within
@@ -255,7 +270,7 @@ class RouterChatModel:
 
     def stream(
         self, messages: list[dict[str, Any]], *, role: str, group: str | None = None, max_tokens: int | None = None,
-        thread_id: str | None = None, deadline: float | None = None,
+        thread_id: str | None = None, deadline: float | None = None, facts: Facts | None = None,
     ) -> Iterator[StreamEvent]:
         """Tokens as they come, then ``DoneEvent``; a stream that breaks after its first token ends in ``ErrorEvent``.
 
@@ -265,7 +280,7 @@ class RouterChatModel:
         """
         requested = self.chain(role, group)
         call, notice = self._affordable(messages, _Call(role, requested, max_tokens or self.settings.max_tokens,
-                                                        thread_id))
+                                                        thread_id, facts=facts))
         call = replace(call, prompt=prompt_of(messages))
         chain = call.chain
         remaining = list(chain)
@@ -276,7 +291,7 @@ class RouterChatModel:
             served = remaining[0]
             remaining = remaining[1:]
             attempt = _Call(role, [served], call.max_tokens, thread_id,
-                            {"stream": True, "stream_options": {"include_usage": True}})
+                            {"stream": True, "stream_options": {"include_usage": True}}, facts)
             pieces: list[str] = []
             usage: Any = None
             finished = False
@@ -364,12 +379,15 @@ class RouterChatModel:
 
     # -- helpers --------------------------------------------------------------------------------------------------
     def _request(self, messages: list[dict[str, Any]], call: _Call) -> dict[str, Any]:
-        # LiteLLM's response cache is process-wide; each request says whether it may use it.
+        # LiteLLM's response cache is process-wide; each request says whether it may use it. The typed facts ride in
+        # the metadata, which reaches MIKEY's own providers (the offline writer renders them) and no HTTP provider.
+        metadata = {"role": call.role, "thread_id": call.thread_id, "ledger": self._ledger_key,
+                    "prompt_ref": prompt_of(messages)}
+        if call.facts is not None:
+            metadata["facts"] = call.facts
         return {"model": call.chain[0], "messages": messages, "fallbacks": call.chain[1:],
-                "max_tokens": call.max_tokens,
-                "metadata": {"role": call.role, "thread_id": call.thread_id, "ledger": self._ledger_key,
-                             "prompt_ref": prompt_of(messages)},
-                "caching": self.settings.cache_enabled, **call.extra}
+                "max_tokens": call.max_tokens, "metadata": metadata, "caching": self.settings.cache_enabled,
+                **call.extra}
 
     def _completion(self, response: Any, call: _Call, latency_s: float) -> Completion:
         hidden = getattr(response, "_hidden_params", {}) or {}

@@ -1,7 +1,8 @@
 """The ``offline`` group: a deterministic writer that renders the facts as text, without any model.
 
 It is the last fallback of every chain, so MIKEY always answers, and its numbers are the facts' own display strings.
-The facts reach it the same way they reach a model: as ``name: value`` lines between ``<facts>`` tags in the prompt.
+The facts reach it typed, with the call (``ChatModel.complete(..., facts=...)``, carried in the request's metadata);
+a caller that has only a prompt can give it the ``<facts>`` block a model sees, which it parses back.
 """
 
 from __future__ import annotations
@@ -29,6 +30,19 @@ def facts_block(facts: Facts) -> str:
     lines += [f"{f.name}: {f.display}" for f in numbers]
     lines += [f"{name}: {text}" for name, text in qualitative(facts).items()]
     return "<facts>\n" + "\n".join(lines) + "\n</facts>"
+
+
+def payload(facts: Facts) -> dict[str, Any]:
+    """The facts as the writer reads them: symbol, as-of date, and each fact's display string by name."""
+    numbers = facts.numbers()
+    as_of = numbers[0].as_of.date().isoformat() if numbers else None
+    return {"symbol": facts.symbol, "as_of": as_of,
+            "facts": {**{f.name: f.display for f in numbers}, **qualitative(facts)}}
+
+
+def write(facts: Facts) -> str:
+    """Plain sentences over typed facts (what chat and pipeline hand over with their calls)."""
+    return render(payload(facts))
 
 
 def qualitative(facts: Facts) -> dict[str, str]:
@@ -147,7 +161,8 @@ def handler() -> Any:
 
     class OfflineWriter(text_provider_class()):
         def generate(self, model, messages, params):
-            text = render(parse_facts(messages))
+            facts = (params.get("metadata") or {}).get("facts")
+            text = write(facts) if isinstance(facts, Facts) else render(parse_facts(messages))
             return text, word_count(messages), len(text.split())
 
     return OfflineWriter()

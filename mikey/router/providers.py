@@ -60,7 +60,8 @@ def text_provider_class() -> type:
         def completion(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose, encoding,
                        api_key, logging_obj, optional_params, acompletion=None, litellm_params=None, logger_fn=None,
                        headers=None, timeout=None, client=None):  # noqa: D102 - LiteLLM's signature
-            text, prompt_tokens, completion_tokens = self.generate(model, messages, optional_params or {})
+            text, prompt_tokens, completion_tokens = self.generate(model, messages,
+                                                                   _params(optional_params, litellm_params))
             model_response.choices[0].message.content = text
             model_response.model = model
             model_response.usage = litellm.Usage(
@@ -83,7 +84,7 @@ def text_provider_class() -> type:
                       api_key, logging_obj, optional_params, acompletion=None, litellm_params=None, logger_fn=None,
                       headers=None, timeout=None, client=None):  # noqa: D102 - LiteLLM's signature
             produced = 0
-            for piece in self.stream_text(model, messages, optional_params or {}):
+            for piece in self.stream_text(model, messages, _params(optional_params, litellm_params)):
                 produced += 1
                 yield {"text": piece, "is_finished": False, "finish_reason": None, "usage": None, "index": 0,
                        "tool_use": None}
@@ -96,6 +97,11 @@ def text_provider_class() -> type:
                 yield chunk
 
     return TextProvider
+
+
+def _params(optional_params: dict[str, Any] | None, litellm_params: dict[str, Any] | None) -> dict[str, Any]:
+    """The call's options for ``generate``, with the caller's metadata (typed facts among it) as ``metadata``."""
+    return {**(optional_params or {}), "metadata": (litellm_params or {}).get("metadata") or {}}
 
 
 def register(provider: str, handler: Any) -> None:
