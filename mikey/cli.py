@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime, time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from mikey.errors import ConfigError, InvalidInput, MikeyError
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from mikey.settings import Settings
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="mikey",
@@ -68,10 +73,9 @@ def chat(
     stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Show the words as they are written.")] = True,
 ) -> None:
     """Chat with MIKEY about BTC, ETH and SOL."""
-    from mikey.agents.chat import build_chat_graph, open_checkpointer, thread_history
-    from mikey.agents.state import ChatContext
-    from mikey.market.feeds import open_feed
+    from mikey.memory.background import open_in_background
     from mikey.router.chat_model import RouterChatModel
+    from mikey.router.ledger import Ledger
 
     if message is not None and not message.strip():
         raise InvalidInput("the message is empty; ask something like: mikey chat \"How is SOL doing?\"")
@@ -79,33 +83,33 @@ def chat(
         raise InvalidInput("--user is empty; give a name, e.g. --user alice")
     clock = _parse_date(as_of, "--as-of") if as_of else None
     settings = _settings(as_of=clock)
-    from mikey.router.ledger import Ledger
-
     chat_model = RouterChatModel(settings, ledger=Ledger(settings.ledger_db))
     group = model or settings.default_model
-    _warm_local(settings, chat_model.chain("analyze", group))  # a clear error now for an unknown or unusable group
-    from mikey.market.store import open_existing_store
-    from mikey.memory.store import open_enabled_memory
-
-    news = open_existing_store(settings)
-    memory = open_enabled_memory(settings)
-    context = ChatContext(settings=settings, feed=open_feed(settings), chat_model=chat_model, group=group,
-                          memory=memory, news=news, user_id=user)
+    chain = chat_model.chain("analyze", group)  # a clear error now for an unknown or unusable group
+    # The slow parts load in parallel and off the prompt's path: the local model's worker process, litellm's import,
+    # the memory (Chroma and the embedder) and the chat graph each in a thread of their own. A turn waits only for
+    # what it uses, and the memory's writes run after the answer is shown (closing the memory waits for them).
+    _warm_local(settings, chain)
+    _import_litellm_in_background()
+    memory = open_in_background(settings)
     thread_id = thread or uuid.uuid4().hex[:8]
     from rich.console import Console
 
     console = Console()
-    with open_checkpointer(settings) as checkpointer, _closing(news), _closing(memory):
-        graph = build_chat_graph(checkpointer)
-        earlier = len(thread_history(graph, thread_id))
-        if thread and earlier:
-            console.print(f"[dim]continuing thread {thread_id} ({earlier} earlier messages)[/dim]")
+    with ExitStack() as resources:
+        resources.enter_context(_closing(memory))
+        opened = ExitStack()  # what the loader opens; closed once the loader is done, even if the chat ended first
+        loading = _in_background("mikey-chat-graph", _load_chat, opened, settings, chat_model, group, memory, user,
+                                 thread_id)
+        resources.callback(_close_when_loaded, loading, opened)
         if message is not None:
+            graph, context, earlier = _ready(loading, memory)
+            _continuing(console, thread, earlier)
             _turn(console, graph, context, message, thread_id, stream)
             console.print(f"[dim]thread {thread_id} — continue with: mikey chat --thread {thread_id}[/dim]")
             return
-        chain = " -> ".join(chat_model.chain("analyze", group))
-        console.print(f"MIKEY chat ({chain}), thread {thread_id}. Type 'exit' to leave.")
+        console.print(f"MIKEY chat ({' -> '.join(chain)}), thread {thread_id}. Type 'exit' to leave.")
+        first = True
         while True:
             try:
                 line = console.input("[bold cyan]you>[/bold cyan] ").strip()
@@ -116,10 +120,74 @@ def chat(
                 return
             if not line:
                 continue
+            graph, context, earlier = _ready(loading, memory)  # the first turn waits for what still loads
+            if first:
+                _continuing(console, thread, earlier)
+                first = False
             try:
+                if memory is not None:
+                    memory.flush()  # the previous turn's writes: one that failed is reported here
                 _turn(console, graph, context, line, thread_id, stream)
             except MikeyError as exc:  # one bad turn does not end the session
                 console.print(f"[red]error:[/red] {exc}")
+
+
+def _import_litellm_in_background() -> None:
+    """Start litellm's import (seconds) now, so that the first model call finds it done."""
+    from mikey.router.providers import import_litellm
+
+    def run() -> None:
+        try:
+            import_litellm()
+        except Exception:  # the first model call imports it again, and reports the error to the user there
+            pass
+
+    threading.Thread(target=run, name="mikey-import-litellm", daemon=True).start()
+
+
+def _in_background(name: str, fn: Callable[..., T], *args: Any) -> Future[T]:
+    """``fn(*args)`` in a thread of its own (not a daemon: it finishes before the process exits)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+    future = pool.submit(fn, *args)
+    pool.shutdown(wait=False)
+    return future
+
+
+def _load_chat(opened: ExitStack, settings: Settings, chat_model: Any, group: str, memory: Any, user: str | None,
+               thread_id: str) -> tuple[Any, Any, int]:
+    """The compiled chat graph, the turns' context and how many messages the thread already holds."""
+    from mikey.agents.chat import build_chat_graph, open_checkpointer, thread_history
+    from mikey.agents.state import ChatContext
+    from mikey.market.feeds import open_feed
+    from mikey.market.store import open_existing_store
+
+    news = opened.enter_context(_closing(open_existing_store(settings)))
+    checkpointer = opened.enter_context(open_checkpointer(settings))
+    context = ChatContext(settings=settings, feed=open_feed(settings), chat_model=chat_model, group=group,
+                          memory=memory, news=news, user_id=user)
+    graph = build_chat_graph(checkpointer)
+    return graph, context, len(thread_history(graph, thread_id))
+
+
+def _close_when_loaded(loading: Future[Any], opened: ExitStack) -> None:
+    """Close what the loader opened, once it is done (it may still be loading when a chat ends at once)."""
+    loading.exception()
+    opened.close()
+
+
+def _ready(loading: Future[tuple[Any, Any, int]], memory: Any) -> tuple[Any, Any, int]:
+    """What ``_load_chat`` returns, once the memory is open too; what failed in either ends the chat with its error."""
+    loaded = loading.result()
+    if memory is not None:
+        memory.ready()
+    return loaded
+
+
+def _continuing(console: Any, thread: str | None, earlier: int) -> None:
+    if thread and earlier:
+        console.print(f"[dim]continuing thread {thread} ({earlier} earlier messages)[/dim]")
 
 
 def _warm_local(settings: Settings, chain: list[str]) -> None:

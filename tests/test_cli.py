@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import talib
 
-from tests.conftest import SHARED_DATA, run_mikey
+from tests.conftest import NETGUARD_DIR, SHARED_DATA, run_mikey
 
 HEAVY = ("litellm", "torch", "chromadb", "transformers", "langgraph", "pandas")
 
@@ -168,3 +169,62 @@ def test_models_live_shows_cooldown_column() -> None:
     done = run_mikey("models", "--live")
     assert done.returncode == 0, done.stderr
     assert "cooldown" in done.stdout
+
+
+def test_chat_with_memory_remembers_each_turn_before_the_process_exits(isolated_env) -> None:
+    """Memory on: a chat's writes run after its answer is shown, yet every one has landed when the process ends, so
+    the next process reads it back. Nothing on stderr: the embedder found its ONNX export (no fallback warning)."""
+    env = {"MIKEY_DEFAULT_MODEL": "offline", "MIKEY_HOME": str(isolated_env)}
+    said = run_mikey("chat", "-u", "alice", "I'm a conservative trader, I mostly trade ETH", env=env)
+    assert said.returncode == 0 and said.stderr == "", said.stderr
+    asked = run_mikey("chat", "-u", "alice", "What's up with the market?", env=env)
+    assert asked.returncode == 0 and asked.stderr == "", asked.stderr
+    assert "Facts: ETH" in asked.stdout  # the favourite market stored by the first process answers the second
+    from mikey.memory.store import open_memory
+    from mikey.settings import Settings
+
+    memory = open_memory(Settings(home=isolated_env))
+    try:
+        assert memory.preferences("alice") == {"risk_tolerance": "low", "favourite_markets": "ETH"}
+        assert any("What's up with the market?" in hit.text for hit in memory.recall("market", user_id="alice"))
+    finally:
+        memory.close()
+
+
+def test_interactive_prompt_does_not_wait_for_the_chat_to_load(isolated_env) -> None:
+    """The prompt is shown while the chat graph and the memory are still loading (they are held back here until it
+    is); a question typed at once is answered when they are ready, and exit closes everything."""
+    code = """
+import sys, threading
+import rich.console
+import mikey.cli as cli
+import mikey.memory.store as store
+
+prompted = threading.Event()
+real_load, real_open = cli._load_chat, store.open_memory
+
+def after_prompt(real):
+    def held(*args, **kwargs):
+        assert prompted.wait(60), "the chat waited for this before showing its prompt"
+        return real(*args, **kwargs)
+    return held
+
+cli._load_chat, store.open_memory = after_prompt(real_load), after_prompt(real_open)
+typed = iter(["How is SOL doing?", "exit"])
+
+def answer(self, prompt="", **kwargs):
+    if not prompted.is_set():
+        print("AT PROMPT", [m for m in ("langgraph", "pandas", "chromadb.api.client") if m in sys.modules], flush=True)
+        prompted.set()
+    return next(typed)
+
+rich.console.Console.input = answer
+sys.argv = ["mikey", "chat", "--model", "offline", "--no-stream"]
+cli.main()
+"""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MIKEY_")},
+           "MIKEY_HOME": str(isolated_env), "COLUMNS": "200", "PYTHONPATH": str(NETGUARD_DIR)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.index("MIKEY chat (offline)") < done.stdout.index("AT PROMPT []")
+    assert "Facts: SOL" in done.stdout and "Written by offline" in done.stdout
