@@ -177,32 +177,22 @@ class ChatService:
 
 
 def open_chat_service(settings: Settings, feed: PriceFeed) -> ChatService:
-    """The real service over ``settings``, as ``mikey chat`` builds it: the router with the ledger, vector memory
-    when enabled, the market store as news source when one exists, and the configured checkpointer."""
-    from mikey.agents.chat import build_chat_graph, open_checkpointer
-    from mikey.market.store import open_existing_store
-    from mikey.memory.store import open_enabled_memory
-    from mikey.router.chat_model import RouterChatModel
-    from mikey.router.ledger import Ledger
+    """The real service over ``settings``, on the runtime every entry point shares (``mikey.runtime``): the router
+    with the ledger, vector memory when enabled, the market store as news source when one exists, the configured
+    checkpointer, the local model's worker warmed; all closed with the service."""
+    from mikey.runtime import open_runtime
 
-    stack = ExitStack()
+    runtime = open_runtime(settings, feed=feed)
     try:
-        ledger = Ledger(settings.ledger_db)
-        stack.callback(ledger.close)
-        chat_model = RouterChatModel(settings, ledger=ledger)
-        chat_model.chain("analyze", settings.default_model)  # an unusable configured group fails here, clearly
-        memory = open_enabled_memory(settings)
-        if memory is not None:
-            stack.callback(memory.close)
-        news = open_existing_store(settings)
-        if news is not None:
-            stack.callback(news.close)
-        graph = build_chat_graph(stack.enter_context(open_checkpointer(settings)))
-        _ = chat_model.router  # built once here, under the builder's lock, not by two first turns at once
+        graph = runtime.chat_graph()
+        _ = runtime.chat_model.router  # built once here, not by two first turns at once
     except BaseException:
-        stack.close()
+        runtime.close()
         raise
-    return ChatService(settings, feed, chat_model, graph, memory=memory, news=news, resources=stack)
+    resources = ExitStack()
+    resources.callback(runtime.close)
+    return ChatService(settings, feed, runtime.chat_model, graph, memory=runtime.memory, news=runtime.news,
+                       resources=resources)
 
 
 class LazyChatService:

@@ -143,6 +143,9 @@ class RouterChatModel:
         self.ledger = ledger
         self._router: Any = None
         self._ledger_key: str | None = None
+        self._build_lock = threading.Lock()
+        self._cache: Any = None  # the response cache this model installed as litellm.cache, released by close()
+        self._previous_cache: Any = None
 
     # -- set-up ---------------------------------------------------------------------------------------------------
     def check_group(self, group: str) -> GroupStatus:
@@ -167,9 +170,29 @@ class RouterChatModel:
 
     @property
     def router(self) -> Any:
+        """The LiteLLM Router, built on first use (once, even when two threads ask at the same time)."""
         if self._router is None:
-            self._router = self._build()
+            with self._build_lock:
+                if self._router is None:
+                    self._router = self._build()
         return self._router
+
+    def close(self) -> None:
+        """Release the process-wide state this model set up: its ledger's registration with LiteLLM's callback and
+        the response cache it installed (the one before it comes back). The model can be built again after."""
+        from mikey.router.ledger import detach
+
+        with self._build_lock:
+            if self._ledger_key is not None:
+                detach(self._ledger_key)
+                self._ledger_key = None
+            if self._cache is not None:
+                import litellm
+
+                if litellm.cache is self._cache:
+                    litellm.cache = self._previous_cache
+                self._cache = self._previous_cache = None
+            self._router = None
 
     def _build(self) -> Any:
         from mikey.router import local, offline
@@ -207,8 +230,9 @@ class RouterChatModel:
             # LiteLLM's response cache is one per process (litellm.cache); requests opt in with caching=True.
             from litellm.caching.caching import Cache
 
-            litellm.cache = (Cache(type="redis", url=s.redis_url, ttl=s.cache_ttl_seconds) if s.redis_url
-                             else Cache(type="local", ttl=s.cache_ttl_seconds))
+            self._previous_cache = litellm.cache
+            self._cache = litellm.cache = (Cache(type="redis", url=s.redis_url, ttl=s.cache_ttl_seconds)
+                                           if s.redis_url else Cache(type="local", ttl=s.cache_ttl_seconds))
         if s.cooldown_seconds == 0:  # LiteLLM reads a zero cooldown time as "use the default"
             extra["disable_cooldowns"] = True
         return Router(model_list=model_list, num_retries=retries, retry_policy=retry_policy,

@@ -165,6 +165,11 @@ def attach(ledger: Ledger) -> str:
     return key
 
 
+def detach(key: str) -> None:
+    """Stop routing failure reports to the ledger ``attach`` returned ``key`` for (the chat model's close)."""
+    _LEDGERS.pop(key, None)
+
+
 def _failure_callback() -> Any:
     from litellm.integrations.custom_logger import CustomLogger
 
