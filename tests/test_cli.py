@@ -197,11 +197,12 @@ def test_interactive_prompt_does_not_wait_for_the_chat_to_load(isolated_env) -> 
     code = """
 import sys, threading
 import rich.console
-import mikey.cli as cli
+import mikey.cli.chat as chat_cli
 import mikey.memory.store as store
+from mikey.cli import main
 
 prompted = threading.Event()
-real_load, real_open = cli._load_chat, store.open_memory
+real_load, real_open = chat_cli._load_chat, store.open_memory
 
 def after_prompt(real):
     def held(*args, **kwargs):
@@ -209,7 +210,7 @@ def after_prompt(real):
         return real(*args, **kwargs)
     return held
 
-cli._load_chat, store.open_memory = after_prompt(real_load), after_prompt(real_open)
+chat_cli._load_chat, store.open_memory = after_prompt(real_load), after_prompt(real_open)
 typed = iter(["How is SOL doing?", "exit"])
 
 def answer(self, prompt="", **kwargs):
@@ -220,7 +221,7 @@ def answer(self, prompt="", **kwargs):
 
 rich.console.Console.input = answer
 sys.argv = ["mikey", "chat", "--model", "offline", "--no-stream"]
-cli.main()
+main()
 """
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MIKEY_")},
            "MIKEY_HOME": str(isolated_env), "COLUMNS": "200", "PYTHONPATH": str(NETGUARD_DIR)}

@@ -249,7 +249,7 @@ def test_graph_is_built_once_in_flow_order() -> None:
 def test_panel_shows_model_text_verbatim(settings) -> None:
     from rich.console import Console
 
-    from mikey.cli_insights import panel
+    from mikey.cli.insights import panel
 
     model = fake.ScriptedModel(["SOL is at 21.78 and will hit 35 [bold]soon[/bold]."])
     insight = run_pipeline(pipeline_with(settings, model), "SOL")
@@ -260,7 +260,7 @@ def test_panel_shows_model_text_verbatim(settings) -> None:
     assert "Recommendations" in text and "Summary written by local (mikey-fake/writer)" in text
 
 
-# The CLI tests need `mikey insights` registered in mikey/cli.py.
+# The CLI tests need `mikey insights` registered in mikey/cli/__init__.py.
 @pytest.mark.slow
 def test_cli_json_prints_an_insight(isolated_env) -> None:
     env = {"MIKEY_HOME": str(isolated_env), "MIKEY_MEMORY_ENABLED": "false"}

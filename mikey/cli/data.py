@@ -7,17 +7,12 @@ from typing import Annotated
 
 import typer
 
+from mikey.cli.common import load_settings, utc_day
 from mikey.errors import InvalidInput
 
 data_app = typer.Typer(help="Market data: backfill history, run ingestion, show stored candles.", no_args_is_help=True)
 
 Interval = typer.Option("--interval", "-i", help="Candle interval: 1m, 1h or 1d.")
-
-
-def _day(text: str, option: str) -> datetime:
-    from mikey.cli import _utc_day
-
-    return _utc_day(text, option)
 
 
 def _interval(value: str) -> str:
@@ -37,13 +32,12 @@ def backfill(
     """Load historical candles into the market store (idempotent: running it twice changes nothing)."""
     from rich.progress import Progress
 
-    from mikey.cli import _settings
     from mikey.market import symbols
     from mikey.market.store import open_store
 
-    settings = _settings()
+    settings = load_settings()
     market = symbols.resolve(symbol)
-    first, last = _day(start, "--from"), _day(end, "--to") + timedelta(days=1)
+    first, last = utc_day(start, "--from"), utc_day(end, "--to") + timedelta(days=1)
     interval = _interval(interval)
     if first >= last:
         raise InvalidInput("--from must not be after --to")
@@ -98,14 +92,13 @@ def ingest(
     """Run the ingestion pipeline: prices (replay or Pyth), news and social, validated, stored and published."""
     import asyncio
 
-    from mikey.cli import _settings
     from mikey.market import symbols as names
     from mikey.market.collectors import build_collectors
     from mikey.market.events import InProcessBus, RedisStreamBus
     from mikey.market.pipeline import IngestService
     from mikey.market.store import open_store
 
-    settings = _settings()
+    settings = load_settings()
     markets = [names.resolve(s) for s in symbol] if symbol else list(names.SUPPORTED)
     store = open_store(settings)
     try:
@@ -168,19 +161,18 @@ def show(
     from rich.console import Console
     from rich.table import Table
 
-    from mikey.cli import _settings
     from mikey.market import symbols
     from mikey.market.store import open_store
 
-    settings = _settings()
+    settings = load_settings()
     market = symbols.resolve(symbol)
     interval = _interval(interval)
     if chart:
         from mikey.market.chart import chart_path
 
         chart_path(chart)  # a folder that does not exist is refused before the table, not after it
-    lo = _day(start, "--from") if start else datetime(1970, 1, 1, tzinfo=UTC)
-    hi = _day(end, "--to") + timedelta(days=1) if end else datetime(9999, 1, 1, tzinfo=UTC)
+    lo = utc_day(start, "--from") if start else datetime(1970, 1, 1, tzinfo=UTC)
+    hi = utc_day(end, "--to") + timedelta(days=1) if end else datetime(9999, 1, 1, tzinfo=UTC)
     store = open_store(settings)
     try:
         bars = store.candles(market, interval, lo, hi)

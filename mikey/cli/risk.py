@@ -1,6 +1,6 @@
-"""``mikey risk assess`` (one position, as a table or JSON) and ``mikey serve`` (the HTTP API under uvicorn).
+"""``mikey risk assess``: the risk of one perpetual position, as a table or JSON.
 
-Heavy modules (pandas, the risk engine, fastapi, uvicorn) load inside the commands, so ``mikey --help`` stays light.
+Heavy modules (pandas, the risk engine) load inside the command, so ``mikey --help`` stays light.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from mikey.cli.common import load_settings
 from mikey.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -44,10 +45,9 @@ def assess(
         bars = history_from_frame(load_ohlcv_csv(history), symbols.resolve_own(position.market),  # the user's data
                                   source=f"csv:{history.name}")
     else:
-        from mikey.cli import _settings
         from mikey.market.feeds import open_feed
 
-        bars = history_from_feed(open_feed(_settings()), position.market)
+        bars = history_from_feed(open_feed(load_settings()), position.market)
     result = assess_with_history(position, bars)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
@@ -75,30 +75,6 @@ def read_position(path: Path) -> PositionInput:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'position'}: {e['msg']}" for e in exc.errors())
         raise InvalidInput(f"{path.name}: {problems}") from exc
-
-
-def serve(
-    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
-) -> None:
-    """Serve the HTTP API with uvicorn: POST /v1/risk/assess, GET /healthz (docs at /docs)."""
-    import gc
-
-    import uvicorn
-
-    from mikey.api.app import create_app
-    from mikey.cli import _settings, _warm_local
-    from mikey.router.groups import model_groups, role_chain
-
-    settings = _settings()
-    app = create_app(settings)
-    # The chat endpoints' local model loads in its worker process now, not on the first chat request.
-    _warm_local(settings, role_chain(settings, model_groups(settings), "analyze"))
-    # What is loaded now (pandas, numpy, pydantic schemas, the app) lives as long as the process. Frozen, it is out
-    # of the collector's reach, so a full collection (about 30 ms over this heap) cannot stall requests.
-    gc.collect()
-    gc.freeze()
-    uvicorn.run(app, host=host, port=port)
 
 
 def _print(result: RiskAssessment, source: str) -> None:

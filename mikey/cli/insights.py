@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from mikey.cli.common import load_settings, parse_date, stored_news
+
 if TYPE_CHECKING:
     from mikey.agents.pipeline import WatchlistResult
     from mikey.domain import Insight
@@ -36,14 +38,13 @@ def insights(
     A market that fails is reported on stderr and the others go on; the exit code is 1 if any failed.
     """
     from mikey.agents.pipeline import PipelineContext, run_watchlist
-    from mikey.cli import _parse_date, _settings
     from mikey.market import symbols
     from mikey.market.feeds import open_feed
     from mikey.memory.store import open_enabled_memory
     from mikey.router.chat_model import RouterChatModel
     from mikey.router.ledger import Ledger
 
-    settings = _settings(as_of=_parse_date(as_of, "--as-of") if as_of else None)
+    settings = load_settings(as_of=parse_date(as_of, "--as-of") if as_of else None)
     names = list(markets or settings.watchlist or symbols.SUPPORTED)
     chat_model = RouterChatModel(settings, ledger=Ledger(settings.ledger_db))
     group = model or settings.default_model
@@ -75,12 +76,11 @@ def insights(
 
 def _stored_news(settings: Settings, names: list[str]) -> list[Any]:
     """Last week's stored news and posts of the watchlist's markets (none without a market store)."""
-    from mikey.cli_analyze import _news
     from mikey.market import symbols
 
     found: dict[tuple[str, str], Any] = {}
     for market in dict.fromkeys(m for m in map(symbols.normalize, names) if m is not None):
-        for item in _news(settings, market):
+        for item in stored_news(settings, market):
             found.setdefault((type(item).__name__, item.id), item)  # an item tagged with two markets counts once
     return list(found.values())
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from mikey.cli.common import load_settings, stored_news, utc_day
 from mikey.errors import DataUnavailable, InvalidInput
 
 
@@ -23,12 +23,11 @@ def analyze(
     """Indicators, patterns, sentiment, a BUY/SELL/HOLD signal with its factors, and a backtest, all by code."""
     from mikey.analysis.ohlcv import frame_from_candles, load_ohlcv_csv
     from mikey.analysis.report import analyze as run
-    from mikey.cli import _settings, _utc_day
     from mikey.market import symbols
 
-    settings = _settings()
+    settings = load_settings()
     market = symbols.resolve(symbol) if history is None else symbols.resolve_own(symbol)  # a CSV: any market
-    clock = _utc_day(as_of, "--as-of") if as_of else None
+    clock = utc_day(as_of, "--as-of") if as_of else None
     if chart is not None:
         from mikey.market.chart import chart_path
 
@@ -46,7 +45,7 @@ def analyze(
     if clock is not None and len(frame) and frame.index.min() > clock:
         raise DataUnavailable(f"no {market} bars on or before {as_of} in {source}: its bars start "
                               f"{frame.index.min():%Y-%m-%d}")
-    report = run(frame, symbol=market, source=source, news=_news(settings, market), as_of=clock)
+    report = run(frame, symbol=market, source=source, news=stored_news(settings, market), as_of=clock)
     if chart is not None:
         from mikey.analysis.chart import analysis_chart
 
@@ -57,21 +56,6 @@ def analyze(
         _print(report)
     if chart is not None and not as_json:
         typer.echo(f"chart written to {chart}")
-
-
-def _news(settings, market: str) -> list:  # noqa: ANN001
-    """Stored news and posts of the last week, if a market store exists; sentiment rests on them."""
-    from mikey.market.store import open_existing_store
-
-    store = open_existing_store(settings)
-    if store is None:
-        return []
-    try:
-        end = datetime.now(UTC)
-        start = end - timedelta(days=7)
-        return [*store.news(start, end, symbol=market), *store.posts(start, end, symbol=market)]
-    finally:
-        store.close()
 
 
 def _print(report) -> None:  # noqa: ANN001
