@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from mikey.cli.common import closing, load_settings, parse_date, warm_local
+from mikey.cli.common import load_settings, parse_date
 from mikey.errors import InvalidInput, MikeyError
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-    from mikey.settings import Settings
+    from mikey.runtime import Runtime
 
 T = TypeVar("T")
 
@@ -37,8 +37,7 @@ def chat(
 ) -> None:
     """Chat with MIKEY about BTC, ETH and SOL."""
     from mikey.memory.background import open_in_background
-    from mikey.router.chat_model import RouterChatModel
-    from mikey.router.ledger import Ledger
+    from mikey.runtime import open_runtime
 
     if message is not None and not message.strip():
         raise InvalidInput("the message is empty; ask something like: mikey chat \"How is SOL doing?\"")
@@ -46,25 +45,28 @@ def chat(
         raise InvalidInput("--user is empty; give a name, e.g. --user alice")
     clock = parse_date(as_of, "--as-of") if as_of else None
     settings = load_settings(as_of=clock)
-    chat_model = RouterChatModel(settings, ledger=Ledger(settings.ledger_db))
-    group = model or settings.default_model
-    chain = chat_model.chain("analyze", group)  # a clear error now for an unknown or unusable group
-    # The slow parts load in parallel and off the prompt's path: the local model's worker process, litellm's import,
-    # the memory (Chroma and the embedder) and the chat graph each in a thread of their own. A turn waits only for
-    # what it uses, and the memory's writes run after the answer is shown (closing the memory waits for them).
-    warm_local(settings, chain)
-    _import_litellm_in_background()
+    # The runtime checks the group (a clear error now for an unknown or unusable one) and starts the local model's
+    # worker process. The other slow parts load in parallel and off the prompt's path: the router (litellm's
+    # import), the memory (Chroma and the embedder) and the chat graph each in a thread of their own. A turn waits
+    # only for what it uses, and the memory's writes run after the answer is shown (closing the memory waits for
+    # them).
     memory = open_in_background(settings)
+    try:
+        runtime = open_runtime(settings, group=model, memory=memory)
+    except BaseException:
+        if memory is not None:
+            memory.close()
+        raise
+    chain = runtime.chat_model.chain("analyze", runtime.group)
+    _build_router_in_background(runtime.chat_model)
     thread_id = thread or uuid.uuid4().hex[:8]
     from rich.console import Console
 
     console = Console()
     with ExitStack() as resources:
-        resources.enter_context(closing(memory))
-        opened = ExitStack()  # what the loader opens; closed once the loader is done, even if the chat ended first
-        loading = _in_background("mikey-chat-graph", _load_chat, opened, settings, chat_model, group, memory, user,
-                                 thread_id)
-        resources.callback(_close_when_loaded, loading, opened)
+        resources.callback(runtime.close)
+        loading = _in_background("mikey-chat-graph", _load_chat, runtime, user, thread_id)
+        resources.callback(lambda: loading.exception())  # the loader finishes before the runtime closes
         if message is not None:
             graph, context, earlier = _ready(loading, memory)
             _continuing(console, thread, earlier)
@@ -95,17 +97,16 @@ def chat(
                 console.print(f"[red]error:[/red] {exc}")
 
 
-def _import_litellm_in_background() -> None:
-    """Start litellm's import (seconds) now, so that the first model call finds it done."""
-    from mikey.router.providers import import_litellm
+def _build_router_in_background(chat_model: Any) -> None:
+    """Build the router now (litellm's import takes seconds), so that the first model call finds it ready."""
 
     def run() -> None:
         try:
-            import_litellm()
-        except Exception:  # the first model call imports it again, and reports the error to the user there
+            _ = chat_model.router
+        except Exception:  # the first model call builds it again, and reports the error to the user there
             pass
 
-    threading.Thread(target=run, name="mikey-import-litellm", daemon=True).start()
+    threading.Thread(target=run, name="mikey-build-router", daemon=True).start()
 
 
 def _in_background(name: str, fn: Callable[..., T], *args: Any) -> Future[T]:
@@ -118,26 +119,12 @@ def _in_background(name: str, fn: Callable[..., T], *args: Any) -> Future[T]:
     return future
 
 
-def _load_chat(opened: ExitStack, settings: Settings, chat_model: Any, group: str, memory: Any, user: str | None,
-               thread_id: str) -> tuple[Any, Any, int]:
+def _load_chat(runtime: Runtime, user: str | None, thread_id: str) -> tuple[Any, Any, int]:
     """The compiled chat graph, the turns' context and how many messages the thread already holds."""
-    from mikey.agents.chat import build_chat_graph, open_checkpointer, thread_history
-    from mikey.agents.state import ChatContext
-    from mikey.market.feeds import open_feed
-    from mikey.market.store import open_existing_store
+    from mikey.agents.chat import thread_history
 
-    news = opened.enter_context(closing(open_existing_store(settings)))
-    checkpointer = opened.enter_context(open_checkpointer(settings))
-    context = ChatContext(settings=settings, feed=open_feed(settings), chat_model=chat_model, group=group,
-                          memory=memory, news=news, user_id=user)
-    graph = build_chat_graph(checkpointer)
-    return graph, context, len(thread_history(graph, thread_id))
-
-
-def _close_when_loaded(loading: Future[Any], opened: ExitStack) -> None:
-    """Close what the loader opened, once it is done (it may still be loading when a chat ends at once)."""
-    loading.exception()
-    opened.close()
+    graph = runtime.chat_graph()
+    return graph, runtime.chat_context(user_id=user), len(thread_history(graph, thread_id))
 
 
 def _ready(loading: Future[tuple[Any, Any, int]], memory: Any) -> tuple[Any, Any, int]:

@@ -37,20 +37,14 @@ def insights(
     Numbers and recommendations are computed by code; a model writes the summary, checked against the facts.
     A market that fails is reported on stderr and the others go on; the exit code is 1 if any failed.
     """
-    from mikey.agents.pipeline import PipelineContext, run_watchlist
+    from mikey.agents.pipeline import run_watchlist
     from mikey.market import symbols
-    from mikey.market.feeds import open_feed
-    from mikey.memory.store import open_enabled_memory
-    from mikey.router.chat_model import RouterChatModel
-    from mikey.router.ledger import Ledger
+    from mikey.runtime import open_runtime
 
     settings = load_settings(as_of=parse_date(as_of, "--as-of") if as_of else None)
     names = list(markets or settings.watchlist or symbols.SUPPORTED)
-    chat_model = RouterChatModel(settings, ledger=Ledger(settings.ledger_db))
-    group = model or settings.default_model
-    chat_model.chain("analyze", group)  # a clear error now for an unknown or unusable group
-    context = PipelineContext(settings=settings, feed=open_feed(settings), chat_model=chat_model, group=group,
-                              memory=open_enabled_memory(settings))
+    runtime = open_runtime(settings, group=model, news=None)  # a clear error now for an unusable group
+    context = runtime.pipeline_context()
     from rich.console import Console
 
     console = Console()
@@ -70,8 +64,7 @@ def insights(
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
     finally:
-        if context.memory is not None:
-            context.memory.close()
+        runtime.close()
 
 
 def _stored_news(settings: Settings, names: list[str]) -> list[Any]:
