@@ -19,13 +19,17 @@ doing?", "what's the outlook for the week?". Its parse is trusted only where the
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mikey.domain import Intent, IntentKind, RiskTolerance, Timeframe
 from mikey.errors import MikeyError
 from mikey.market import symbols
+
+if TYPE_CHECKING:
+    from mikey.router.chat_model import ChatModel
+    from mikey.settings import Settings
 
 _WORD = re.compile(r"\$?[A-Za-z][A-Za-z0-9]*(?:[-/](?:PERP|USDC|USDT|USD))?", re.IGNORECASE)
 _GREETING = re.compile(r"^\s*(hi|hello|hey|gm|yo|good (morning|afternoon|evening)|thanks|thank you)\b", re.IGNORECASE)
@@ -163,7 +167,7 @@ class ModelIntent(BaseModel):
     collateral: float | None = Field(None, description="Margin in USDC.")
 
 
-def understand_groups(chat_model: Any, settings: Any) -> list[str]:
+def understand_groups(chat_model: ChatModel, settings: Settings) -> list[str]:
     """The usable groups the ``understand`` role lists, in order (never ``offline``: it writes prose, not data).
 
     Only the listed groups are asked: neither ``--model`` nor ``default_model`` puts another one first, so a chat
@@ -177,7 +181,7 @@ def understand_groups(chat_model: Any, settings: Any) -> list[str]:
     return [g for g in wanted if g in usable]
 
 
-def model_parse(chat_model: Any, message: str, previous_symbols: list[str] | None, *, groups: list[str],
+def model_parse(chat_model: ChatModel, message: str, previous_symbols: list[str] | None, *, groups: list[str],
                 thread_id: str | None = None, deadline: float | None = None) -> tuple[ModelIntent, str]:
     """The ``understand`` model's parse of ``message`` and the group that wrote it. Raises ``MikeyError``."""
     from mikey.agents.prompts import load_prompt
@@ -221,7 +225,7 @@ def _numbers_in(message: str) -> set[float]:
     return {float(n.replace(",", "")) for n in re.findall(r"\d[\d,]*(?:\.\d+)?", message)}
 
 
-def understand(message: str, previous_symbols: list[str] | None, chat_model: Any | None, *,
+def understand(message: str, previous_symbols: list[str] | None, chat_model: ChatModel | None, *,
                groups: list[str] | None = None, thread_id: str | None = None,
                deadline: float | None = None) -> tuple[Intent, str | None]:
     """The turn's intent and, when the model parser failed, why (the rules' parse is used then).

@@ -40,7 +40,7 @@ from mikey.settings import Settings
 if TYPE_CHECKING:
     from mikey.agents.state import ChatContext, NewsSource, Turn
     from mikey.memory.store import VectorMemory
-    from mikey.router.chat_model import RouterChatModel
+    from mikey.router.chat_model import ChatModel
 
 MAX_MESSAGE_CHARS = 4000
 THREAD_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
@@ -118,7 +118,7 @@ class ChatService:
     ``resources`` is closed by ``close`` (the real service's checkpointer connection, ledger and news store).
     """
 
-    def __init__(self, settings: Settings, feed: PriceFeed, chat_model: RouterChatModel, graph: Any, *,
+    def __init__(self, settings: Settings, feed: PriceFeed, chat_model: ChatModel, graph: Any, *,
                  memory: VectorMemory | None = None, news: NewsSource | None = None,
                  resources: ExitStack | None = None) -> None:
         self.settings = settings

@@ -11,11 +11,14 @@ import statistics
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from mikey.errors import InvalidModelOutput, MikeyError
+
+if TYPE_CHECKING:
+    from mikey.router.chat_model import ChatModel
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -81,7 +84,7 @@ def _key(value: Any) -> str:
     return repr(value)
 
 
-def consensus(chat_model: Any, messages: list[dict[str, Any]], schema: type[T], *, groups: list[str], role: str,
+def consensus(chat_model: ChatModel, messages: list[dict[str, Any]], schema: type[T], *, groups: list[str], role: str,
               thread_id: str | None = None, tolerance: float = 0.05) -> Consensus[T]:
     """Ask every group in ``groups`` in parallel (each on its own, no fallbacks) and aggregate what validates."""
 
