@@ -177,6 +177,17 @@ class RouterChatModel:
                     self._router = self._build()
         return self._router
 
+    def _prefill(self, messages: list[dict[str, Any]], chain: list[str]) -> None:
+        """On a cold start (the router not built yet: litellm still importing), let the local model's worker read the
+        prompt meanwhile, when the local group is the one asked first: the call then finds it read."""
+        if self._router is not None or not chain or chain[0] != "local":
+            return
+        from mikey.router.local import worker
+
+        found = worker(self.settings)
+        if found is not None:
+            found.prefill(messages)
+
     def close(self) -> None:
         """Release the process-wide state this model set up: its ledger's registration with LiteLLM's callback and
         the response cache it installed (the one before it comes back). The model can be built again after."""
@@ -266,6 +277,7 @@ class RouterChatModel:
                      {k: v for k, v in {"tools": tools, "response_format": response_format}.items() if v is not None},
                      facts)
         call, notice = self._affordable(messages, replace(call, prompt=prompt_of(messages)))
+        self._prefill(messages, call.chain)
         router = self.router  # built (litellm imported) before the deadline's clock matters: it is local work
         # The chain is walked here, one group per Router call (the Router retries and cools down deployments within
         # a group), so that the answer can say which group failed and how.
@@ -308,6 +320,7 @@ class RouterChatModel:
         call = replace(call, prompt=prompt_of(messages))
         chain = call.chain
         remaining = list(chain)
+        self._prefill(messages, chain)
         router = self.router  # built before the deadline's clock matters
         failures: list[str] = []
         while remaining:

@@ -3,8 +3,9 @@
 llama.cpp is native code: a bad CPU feature, a corrupt weights file or an out-of-memory kills the process it runs in.
 So the model runs in a child process (``python -m mikey.router.local_worker``) that speaks JSON lines over a pipe:
 
-- the parent writes one request per line on the child's stdin: ``{"id": 3, "op": "chat" | "stream", "messages":
-  [...], "max_tokens": 160, "schema": {...} | null}``;
+- the parent writes one request per line on the child's stdin: ``{"id": 3, "op": "chat" | "stream" | "prefill",
+  "messages": [...], "max_tokens": 160, "schema": {...} | null}`` (a prefill only reads the prompt, ahead of the call
+  that will send it);
 - the child answers on its own protocol descriptor (its stdout, which native code cannot write to: fd 1 is pointed
   at stderr) with ``{"event": "ready"}`` once the weights are loaded, then per request ``{"id": 3, "event": "token",
   "text": ...}`` pieces (streams only), and ``{"id": 3, "event": "done", "text": ..., "prompt_tokens": n,
@@ -235,6 +236,26 @@ class LocalWorker:
                 if kind == "done":
                     return
 
+    def prefill(self, messages: list[dict[str, Any]]) -> bool:
+        """Have the worker read ``messages`` now, without waiting for it: a request for them that follows finds the
+        prompt already in the model's cache (llama.cpp reuses the longest common prefix) and only decodes. Used while
+        the rest of MIKEY is still starting; False when the worker is down or busy (nothing is sent)."""
+        if not self._busy.acquire(blocking=False):
+            return False
+        try:
+            try:
+                proc = self._running()
+            except WorkerFailed:
+                return False
+            self._next_id += 1
+            try:
+                proc.send({"op": "prefill", "id": self._next_id, "messages": _clean(messages)})
+            except OSError:
+                return False
+            return True  # its "done" event is skipped by the next request, as any other id's
+        finally:
+            self._busy.release()
+
     def chat(self, messages: list[dict[str, Any]], *, max_tokens: int,
              schema: dict[str, Any] | None = None) -> tuple[str, int, int]:
         """Greedy completion; with ``schema``, decoded under llama.cpp's JSON-schema grammar."""
@@ -304,6 +325,10 @@ class _Model:
             if piece:
                 yield piece
 
+    def prefill(self, messages: list[dict[str, Any]]) -> None:
+        """Evaluate the prompt (one token decoded) so that its tokens stay in the context for the next request."""
+        self._llm.create_chat_completion(messages=messages, max_tokens=1, temperature=0.0, seed=0)
+
     def count(self, messages: list[dict[str, Any]]) -> int:
         text = "\n".join(m["content"] for m in messages)
         return len(self._llm.tokenize(text.encode(), add_bos=False))
@@ -328,7 +353,10 @@ def serve(path: Path, threads: int, context: int) -> int:
         request = json.loads(line)
         ident = request.get("id")
         try:
-            if request["op"] == "stream":
+            if request["op"] == "prefill":
+                model.prefill(request["messages"])
+                emit({"id": ident, "event": "done", "text": "", "prompt_tokens": 0, "completion_tokens": 0})
+            elif request["op"] == "stream":
                 produced = 0
                 pieces = []
                 for piece in model.stream(request["messages"], int(request["max_tokens"])):

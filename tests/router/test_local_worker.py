@@ -130,3 +130,14 @@ def test_stream_then_done_through_the_worker(local) -> None:
     events = list(local.stream([{"role": "user", "content": "Say hello in five words."}], role="analyze",
                                group="local", max_tokens=24))
     assert isinstance(events[-1], DoneEvent) and events[-1].completion.group == "local"
+
+
+def test_a_prefilled_prompt_answers_exactly_as_a_cold_one(local) -> None:
+    """Prefill reads a prompt ahead of its call (fire and forget); the call then answers with the same words, and a
+    request in between is not confused by the prefill's own reply."""
+    handle = worker(local.settings)
+    cold = handle.chat(LONG, max_tokens=12)
+    assert handle.prefill([{"role": "user", "content": "Name one colour."}])
+    assert handle.chat(LONG, max_tokens=12) == cold
+    assert handle.prefill(LONG)
+    assert handle.chat(LONG, max_tokens=12)[0] == cold[0]
