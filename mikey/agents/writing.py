@@ -147,9 +147,11 @@ def _streamed(chat_model: ChatModel, messages: list[dict[str, Any]], facts: Fact
             return out
         failure = out.notes[-1]
     else:
+        failure = failure or (f"The {group or 'requested'} model's stream ended without an answer; the offline writer "
+                              "rendered the facts instead.")
         out = offline_answer(chat_model, messages, facts, role=role, thread_id=thread_id, why=failure)
     if shown:
-        show(Reset(failure or "the draft was replaced"))
+        show(Reset(failure))
     show(out.text)
     return out
 

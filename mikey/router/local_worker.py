@@ -142,12 +142,13 @@ class LocalWorker:
         self._timer: threading.Timer | None = None
         self.starts = 0
         self.failures = 0
+        self._closed = False
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
     def start(self) -> None:
         """Start the child if none runs and the worker is not down; returns at once (loading goes on in the child)."""
         with self._lock:
-            if self._proc is not None and self._proc.popen.poll() is None:
+            if self._closed or (self._proc is not None and self._proc.popen.poll() is None):
                 return
             if time.monotonic() < self._down_until:
                 return
@@ -160,12 +161,17 @@ class LocalWorker:
         return proc.popen.pid if proc is not None and proc.popen.poll() is None else None
 
     def close(self) -> None:
+        """Stop the child for good (no restart); the process's next ``shared`` call makes a new worker."""
         with self._lock:
+            self._closed = True
             if self._timer is not None:
                 self._timer.cancel()
-            if self._proc is not None:
-                self._proc.kill()
-                self._proc = None
+            proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+        with _SHARED_LOCK:
+            if _SHARED.get(self.config) is self:
+                del _SHARED[self.config]
 
     def _fail(self, proc: _Process, what: str, *, timed_out: bool = False) -> WorkerFailed:
         """Kill the child, stay down for ``restart_after`` seconds, then start a fresh child in the background."""
@@ -179,16 +185,23 @@ class LocalWorker:
             self._down_reason = reason
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer = threading.Timer(self.config.restart_after, self.start)
-            self._timer.daemon = True
-            self._timer.start()
+            if not self._closed:
+                self._timer = threading.Timer(self.config.restart_after, self.start)
+                self._timer.daemon = True
+                self._timer.start()
         return WorkerFailed(reason, timed_out=timed_out)
 
     def _running(self) -> _Process:
         with self._lock:
+            if self._closed:
+                raise WorkerFailed("the local model worker was closed")
             left = self._down_until - time.monotonic()
             if left > 0:
                 raise WorkerFailed(f"{self._down_reason}; it restarts in {left:.0f} s")
+            if self._proc is not None and self._proc.popen.poll() is not None:
+                # It died while nobody was waiting on it (idle, or reading a prompt ahead): a failure like any other,
+                # not a silent restart.
+                raise self._fail(self._proc, "")
             self.start()
             assert self._proc is not None
             return self._proc
