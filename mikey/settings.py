@@ -174,6 +174,10 @@ class Settings(BaseSettings):
     signal_consensus: list[str] = Field(
         default_factory=list, description="Model groups asked for a view of the signal (consensus); empty: off.")
 
+    # Execution ----------------------------------------------------------------------------------------------------
+    proposal_ttl_seconds: float = Field(
+        120.0, gt=0, description="An order proposal not approved by then expires; a new one needs a new approval.")
+
     @field_validator("default_model")
     @classmethod
     def _known_group(cls, value: str | None) -> str | None:
@@ -204,6 +208,11 @@ class Settings(BaseSettings):
     def ledger_db(self) -> Path:
         """SQLite file of the LLM call ledger (tokens, cost, latency per call)."""
         return self.home / "ledger.sqlite"
+
+    @property
+    def execution_db(self) -> Path:
+        """SQLite file of order proposals and the kill switch, shared by every MIKEY process."""
+        return self.home / "execution.sqlite"
 
     @property
     def market_db(self) -> Path:

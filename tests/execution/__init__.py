@@ -1,0 +1,1 @@
+"""Tests of order execution (mikey/execution)."""
