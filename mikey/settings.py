@@ -210,6 +210,11 @@ class Settings(BaseSettings):
         return self.home / "ledger.sqlite"
 
     @property
+    def audit_db(self) -> Path:
+        """SQLite file of the hash-chained audit log of proposal and position transitions (``execution/audit.py``)."""
+        return self.home / "audit.sqlite"
+
+    @property
     def execution_db(self) -> Path:
         """SQLite file of order proposals and the kill switch, shared by every MIKEY process."""
         return self.home / "execution.sqlite"
