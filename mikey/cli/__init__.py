@@ -14,7 +14,7 @@ import sys
 
 import typer
 
-from mikey.cli import analyze, chat, data, history, insights, models, risk, serve
+from mikey.cli import analyze, chat, data, history, insights, models, positions, risk, serve
 from mikey.errors import MikeyError
 
 app = typer.Typer(
@@ -34,6 +34,8 @@ app.add_typer(risk.risk_app, name="risk")
 app.command()(analyze.analyze)
 app.command()(serve.serve)
 app.command()(insights.insights)
+app.command()(positions.halt)
+app.add_typer(positions.positions_app, name="positions")
 
 
 def main() -> None:
