@@ -29,15 +29,18 @@ from collections.abc import Callable
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mikey.domain.utc import require_utc, utc_now
-from mikey.errors import ApprovalRequired, InvalidInput
+from mikey.errors import ApprovalRequired, InvalidInput, RiskLimitExceeded
 from mikey.execution import db
 from mikey.execution.halt import read_halt, refuse_if_halted
 from mikey.settings import Settings
+
+if TYPE_CHECKING:
+    from mikey.execution.audit import AuditAction
 
 ProposalStatus = Literal["proposed", "approved", "rejected", "expired", "submitted", "filled", "failed"]
 Side = Literal["long", "short"]
@@ -121,21 +124,38 @@ def _from_row(row: sqlite3.Row | tuple) -> OrderProposal:
 class ProposalStore:
     """Proposals in the execution database (``settings.execution_db``), safe across threads and processes.
 
-    ``clock`` is injectable so tests can move time instead of sleeping.
+    ``clock`` is injectable so tests can move time instead of sleeping. With ``audit`` (the hash-chained log's path),
+    every transition this store makes, and every claim a halt blocks, is appended to it once its own transaction has
+    committed (the two are separate files: a crash in between leaves the transition without its entry, which a
+    reconciliation can see, never an entry without its transition).
     """
 
-    def __init__(self, path: Path, *, ttl_seconds: float = 120.0,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, path: Path, *, ttl_seconds: float = 120.0, clock: Callable[[], datetime] = utc_now,
+                 audit: Path | None = None) -> None:
         if ttl_seconds <= 0:
             raise InvalidInput(f"proposal time-to-live must be positive, not {ttl_seconds!r}")
         self._path = Path(path)
         self._ttl = timedelta(seconds=ttl_seconds)
         self._clock = clock
+        self._audit = audit
         db.initialise(self._path)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> ProposalStore:
-        return cls(settings.execution_db, ttl_seconds=settings.proposal_ttl_seconds, clock=clock)
+        return cls(settings.execution_db, ttl_seconds=settings.proposal_ttl_seconds, clock=clock,
+                   audit=settings.audit_db)
+
+    def _log(self, proposal: OrderProposal, action: AuditAction, actor: str, reason: str, **extra: object) -> None:
+        """One audit entry for ``proposal``'s transition: the order's terms, digest and price it was made with."""
+        if self._audit is None:
+            return
+        from mikey.execution.audit import AuditLog
+
+        payload = {"market": proposal.market, "side": proposal.side, "size": proposal.size,
+                   "leverage": proposal.leverage, "collateral": proposal.collateral, "price": proposal.price,
+                   "price_bound": proposal.price_bound, "digest": proposal.digest, **extra}
+        with AuditLog(self._audit) as log:
+            log.append(actor=actor, action=action, subject=proposal.id, reason=reason, payload=payload)
 
     def _now(self) -> datetime:
         return require_utc(self._clock())
@@ -193,6 +213,8 @@ class ProposalStore:
         with db.immediate(self._path) as conn:
             conn.execute(f"INSERT INTO proposals ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
                          [row[column] for column in COLUMNS])
+        self._log(proposal, "proposed", user_id, f"proposed in thread {thread_id}, expires "
+                                                 f"{proposal.expires_at:%H:%M:%S} UTC")
         return proposal
 
     def approve(self, proposal_id: str, *, user_id: str, digest: str) -> OrderProposal:
@@ -226,17 +248,24 @@ class ProposalStore:
             else:
                 self._set(conn, proposal, answer, now, reason=reason)
         if expired:  # raised after the commit, so the expiry stays recorded
+            self._log(proposal, "expired", "system", f"expired before it was {answer}")
             raise InvalidInput(f"proposal {proposal_id} expired at {proposal.expires_at:%H:%M:%S} UTC, before it "
                                f"was {answer}; nothing can execute it, ask for a new proposal")
+        self._log(proposal, answer, user_id, reason or "approved by its owner")
         return self.get(proposal_id)
 
     def expire_due(self) -> int:
         """Record every ``proposed`` proposal past its expiry as ``expired``; how many were."""
         now = self._now()
         with db.immediate(self._path) as conn:
-            cursor = conn.execute("UPDATE proposals SET status = 'expired', updated_at = ? "
-                                  "WHERE status = 'proposed' AND expires_at <= ?", (_iso(now), _iso(now)))
-            return cursor.rowcount
+            due = [_from_row(row) for row in conn.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM proposals WHERE status = 'proposed' AND expires_at <= ?",
+                (_iso(now),)).fetchall()]
+            for proposal in due:
+                self._set(conn, proposal, "expired", now)
+        for proposal in due:
+            self._log(proposal, "expired", "system", "nobody approved it before it expired")
+        return len(due)
 
     def claim_for_submission(self, proposal_id: str) -> bool:
         """Move an approved proposal to ``submitted``; True only for the one caller that did it.
@@ -261,8 +290,19 @@ class ProposalStore:
             if proposal.terms_digest() != proposal.digest:
                 raise InvalidInput(f"proposal {proposal_id}'s stored terms do not match its approved digest; "
                                    "refusing to submit it")
-            refuse_if_halted(read_halt(conn), "open")
-            return self._set(conn, proposal, "submitted", self._now())
+            try:
+                refuse_if_halted(read_halt(conn), "open")
+            except RiskLimitExceeded as exc:
+                blocked = exc
+            else:
+                blocked = None
+                won = self._set(conn, proposal, "submitted", self._now())
+        if blocked is not None:
+            self._log(proposal, "blocked", "system", str(blocked))
+            raise blocked
+        if won:
+            self._log(proposal, "submitted", "system", "claimed for submission: the only claim that executes")
+        return won
 
     def record_fill(self, proposal_id: str, *, fill_price: float, broker_ref: str | None = None) -> OrderProposal:
         """The broker filled it: ``submitted`` -> ``filled``, with the fill price and the broker's reference."""
@@ -272,6 +312,8 @@ class ProposalStore:
             proposal = self._get(conn, proposal_id)
             self._require(proposal, "submitted", "filled")
             self._set(conn, proposal, "filled", self._now(), fill_price=fill_price, broker_ref=broker_ref)
+        self._log(proposal, "filled", "system", f"filled at {fill_price:g}", fill_price=fill_price,
+                  broker_ref=broker_ref)
         return self.get(proposal_id)
 
     def record_failure(self, proposal_id: str, *, reason: str, broker_ref: str | None = None) -> OrderProposal:
@@ -282,6 +324,7 @@ class ProposalStore:
             proposal = self._get(conn, proposal_id)
             self._require(proposal, "submitted", "failed")
             self._set(conn, proposal, "failed", self._now(), reason=reason, broker_ref=broker_ref)
+        self._log(proposal, "failed", "system", reason, broker_ref=broker_ref)
         return self.get(proposal_id)
 
     # Helpers ------------------------------------------------------------------------------------------------------

@@ -317,3 +317,34 @@ def test_a_crash_between_claim_and_record_leaves_it_submitted_and_never_reclaima
     with pytest.raises(InvalidInput, match="is submitted"):
         restarted.approve(proposal.id, user_id="alice", digest=proposal.digest)
     assert restarted.record_fill(proposal.id, fill_price=150.1).status == "filled"
+
+
+# -- every transition in the audit log ---------------------------------------------------------------------------
+
+def test_every_transition_and_a_blocked_claim_are_in_the_audit_log(store: ProposalStore, settings: Settings,
+                                                                      clock: Clock) -> None:
+    from mikey.execution.audit import AuditLog
+
+    filled = propose(store)
+    store.approve(filled.id, user_id="alice", digest=filled.digest)
+    assert store.claim_for_submission(filled.id) and not store.claim_for_submission(filled.id)
+    store.record_fill(filled.id, fill_price=150.4, broker_ref="paper-1")
+
+    halted = propose(store)
+    store.approve(halted.id, user_id="alice", digest=halted.digest)
+    KillSwitch.from_settings(settings).halt("oracle outage", "ops")
+    with pytest.raises(RiskLimitExceeded):
+        store.claim_for_submission(halted.id)
+
+    stale = propose(store)
+    clock.advance(settings.proposal_ttl_seconds + 1)
+    assert store.expire_due() == 1
+
+    with AuditLog(settings.audit_db) as log:
+        assert [e.action for e in log.entries(filled.id)] == ["proposed", "approved", "submitted", "filled"]
+        assert [e.action for e in log.entries(halted.id)] == ["proposed", "approved", "blocked"]
+        assert [(e.action, e.actor) for e in log.entries(stale.id)] == [("proposed", "alice"), ("expired", "system")]
+        fill = log.entries(filled.id)[-1]
+        assert fill.payload["fill_price"] == 150.4 and fill.payload["digest"] == filled.digest
+        assert "halted" in log.entries(halted.id)[-1].reason
+        assert log.verify().ok
