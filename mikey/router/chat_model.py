@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -598,19 +598,29 @@ def _before(deadline: float | None, call: Any, chain: list[str]) -> Any:
 
 
 def _until(deadline: float | None, chunks: Any, group: str) -> Iterator[Any]:
-    """The stream's chunks, each awaited no later than ``deadline`` (the stream is then abandoned)."""
+    """The stream's chunks, each awaited no later than ``deadline``; past it the stream is abandoned to one daemon
+    thread that reads it to its end (a blocking read cannot be interrupted, but nobody waits for it)."""
     if deadline is None:
         yield from chunks
         return
-    iterator = iter(chunks)
+    box: queue.Queue[tuple[Literal["chunk", "end", "error"], Any]] = queue.Queue()
+
+    def pump() -> None:
+        try:
+            for chunk in chunks:
+                box.put(("chunk", chunk))
+            box.put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+            box.put(("error", exc))
+
+    threading.Thread(target=pump, daemon=True, name="mikey-model-stream").start()
     while True:
         try:
-            chunk = _before(deadline, lambda: next(iterator, _END), [group])
-        except DeadlineExceeded:
+            kind, value = box.get(timeout=max(deadline - time.monotonic(), 0.0))
+        except queue.Empty:
             raise DeadlineExceeded(f"the {group} stream did not finish before the turn's deadline") from None
-        if chunk is _END:
+        if kind == "end":
             return
-        yield chunk
-
-
-_END = object()
+        if kind == "error":
+            raise value
+        yield value
