@@ -114,10 +114,10 @@ def open_runtime(settings: Settings, *, group: str | None = None, feed: PriceFee
         chat_model = RouterChatModel(settings, ledger=ledger)
         stack.callback(chat_model.close)
         chain = chat_model.chain("analyze", group)  # the one validation of the chosen group
-        if warm_local and "local" in chain:
+        if warm_local:
             from mikey.router.local import warm
 
-            if (worker := warm(settings)) is not None:
+            if (worker := warm(settings, chain)) is not None:
                 stack.callback(worker.close)
         if memory is _UNSET:
             from mikey.memory.store import open_enabled_memory

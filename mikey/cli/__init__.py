@@ -1,9 +1,9 @@
 """The ``mikey`` command line (typer + rich): a composition root, one module per command group.
 
-``common`` holds what the commands share (settings from options, dates, closing, stored news, warming the local
-model) and ``render`` the terminal rendering of an answer; no command module imports this package or another command
-module. Heavy modules (litellm, langgraph, pandas, torch, chromadb, fastapi) are imported inside the commands that need
-them, so ``mikey --help`` stays fast. Every ``MikeyError`` ends as one line on stderr and exit code 1, never a
+``common`` holds what the commands share (settings from options, dates, closing, stored news) and ``render`` the
+terminal rendering of an answer; no command module imports this package or another command module. Heavy modules
+(litellm, langgraph, pandas, torch, chromadb, fastapi) are imported inside the commands that need them, so ``mikey
+--help`` stays fast. Every ``MikeyError`` ends as one line on stderr and exit code 1, never a
 traceback.
 """
 

@@ -1,5 +1,5 @@
 """What the commands share: settings from their options, dates from their options, closing what may not have opened,
-the stored news sentiment rests on, and the local model warmed early.
+and the stored news sentiment rests on.
 
 Light to import (typer, the error tree, the standard library): every heavy module loads inside a function.
 """
@@ -72,10 +72,3 @@ def stored_news(settings: Settings, market: str) -> list[Any]:
     finally:
         store.close()
 
-
-def warm_local(settings: Settings, chain: list[str]) -> None:
-    """Start the local model's worker process now, when the chain may ask it: it loads while the rest of MIKEY does."""
-    if "local" in chain:
-        from mikey.router.local import warm
-
-        warm(settings)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from mikey.cli.common import load_settings, warm_local
+from mikey.cli.common import load_settings
 
 
 def serve(
@@ -23,11 +23,12 @@ def serve(
 
     from mikey.api.app import create_app
     from mikey.router.groups import model_groups, role_chain
+    from mikey.router.local import warm
 
     settings = load_settings()
     app = create_app(settings)
     # The chat endpoints' local model loads in its worker process now, not on the first chat request.
-    warm_local(settings, role_chain(settings, model_groups(settings), "analyze"))
+    warm(settings, role_chain(settings, model_groups(settings), "analyze"))
     # What is loaded now (pandas, numpy, pydantic schemas, the app) lives as long as the process. Frozen, it is out
     # of the collector's reach, so a full collection (about 30 ms over this heap) cannot stall requests.
     gc.collect()

@@ -54,8 +54,11 @@ def worker(settings: Settings) -> LocalWorker | None:
     return shared(worker_config(settings, path))
 
 
-def warm(settings: Settings) -> LocalWorker | None:
-    """Start the local model's worker now, so that it loads while the rest of MIKEY does (returns at once)."""
+def warm(settings: Settings, chain: list[str]) -> LocalWorker | None:
+    """Start the local model's worker now when ``chain`` (the groups a call may ask) has the local group, so that it
+    loads while the rest of MIKEY does; returns at once, with the worker (None when nothing was started)."""
+    if "local" not in chain:
+        return None
     found = worker(settings)
     if found is not None:
         found.start()

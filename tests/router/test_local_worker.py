@@ -105,7 +105,7 @@ def test_worker_exits_when_its_parent_dies(tmp_path) -> None:
         "import sys, time\n"
         "from mikey.settings import Settings\n"
         "from mikey.router.local import warm\n"
-        f"w = warm(Settings(home={str(tmp_path)!r}))\n"
+        f"w = warm(Settings(home={str(tmp_path)!r}), [\"local\"])\n"
         "print(w.pid, flush=True)\n"
         "time.sleep(60)\n"
     )
