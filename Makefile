@@ -19,6 +19,9 @@ LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX
 else
 LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
 endif
+# Any source build pip runs from this Makefile gets the same portable flags (a reinstall of llama-cpp-python from
+# its sdist must not fall back to llama.cpp's native default).
+export CMAKE_ARGS := $(LLAMA_CMAKE_ARGS)
 LLAMA_VERSION := $(shell sed -n 's/^llama_cpp_python==//p' $(LOCK))
 # The wheel is built once per version and flags into a folder of its own: pip's own wheel cache is keyed by the
 # source URL only, so it would hand back a wheel built earlier with other (native) flags.
@@ -32,7 +35,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK) Makefile
 	# torch first, pinned: the CPU wheel (an unpinned torch would pull a multi-GB CUDA build).
 	$(PIP) install -c $(LOCK) "torch==2.13.0"
 	# llama-cpp-python from the portable wheel (built here once), reinstalled so that an older native build is replaced.
-	ls $(LLAMA_WHEELS)/*.whl >/dev/null 2>&1 || CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) wheel --no-deps --no-cache-dir \
+	ls $(LLAMA_WHEELS)/*.whl >/dev/null 2>&1 || $(PIP) wheel --no-deps --no-cache-dir \
 	  --no-binary llama_cpp_python -w $(LLAMA_WHEELS) "llama_cpp_python==$(LLAMA_VERSION)"
 	$(PIP) install -c $(LOCK) --no-deps --force-reinstall $(LLAMA_WHEELS)/*.whl
 	$(PIP) install -c $(LOCK) -e .
