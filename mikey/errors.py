@@ -97,3 +97,24 @@ class RiskLimitExceeded(MikeyError):
 
 class ApprovalRequired(MikeyError):
     """A trade cannot proceed without a human's approval."""
+
+
+class NotFound(MikeyError):
+    """The thing asked for (a proposal, a position, an account) does not exist."""
+
+
+class OrderRejected(MikeyError):
+    """The broker or the on-chain program refused an order; nothing executed. The message is the broker's own."""
+
+
+class GateFailed(OrderRejected):
+    """A pre-submission gate (risk, oracle, slippage, limits, daily loss, halt) refused the order; names the gate."""
+
+
+class BrokerUnavailable(MikeyError):
+    """The broker could not be reached or did not answer in time: whether the order executed is unknown until a
+    reconciliation looks it up."""
+
+
+class WalletError(MikeyError):
+    """The signing key could not be imported or unlocked (wrong passphrase, corrupt file, no wallet)."""

@@ -8,6 +8,7 @@ worker warmed when a chain may ask it. ``open_runtime`` builds them with one val
 the response cache the router installed, the local worker it started).
 
 Parts a caller may not need are opened on first use: the chat graph (and its checkpointer) by ``chat_graph``; the
+executor (proposals, gates and the configured broker, reconciled with the broker when it opens) by ``executor``; the
 router (and litellm's import) by the first model call. The memory and the news store are opened by ``open_runtime``
 unless the caller passes its own (the CLI opens the memory in the background and hands it over).
 """
@@ -18,7 +19,7 @@ import threading
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
-from mikey.errors import ConfigError
+from mikey.errors import ConfigError, MikeyError
 from mikey.settings import Settings
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
     from mikey.agents.pipeline import PipelineContext
     from mikey.agents.state import ChatContext, NewsSource
+    from mikey.execution.executor import Executor
     from mikey.market.feed import PriceFeed
     from mikey.memory.store import VectorMemory
     from mikey.router.chat_model import RouterChatModel
@@ -47,6 +49,8 @@ class Runtime:
         self.news = news
         self._resources = resources
         self._graph: Any = None
+        self._executor: Executor | None = None
+        self.executor_error: str | None = None
         self._lock = threading.Lock()
         self._closed = False
 
@@ -61,12 +65,38 @@ class Runtime:
                 self._graph = build_chat_graph(self._resources.enter_context(open_checkpointer(self.settings)))
             return self._graph
 
+    def executor(self) -> Executor:
+        """Proposals, gates and the configured broker (opened on first use, kept until close).
+
+        Opening it reconciles the proposals a crashed process left submitted with the broker's record of them.
+        """
+        with self._lock:
+            if self._closed:
+                raise ConfigError("the runtime is closed")
+            if self._executor is None:
+                from mikey.execution.executor import Executor
+
+                executor = Executor.from_settings(self.settings, feed=self.feed)
+                self._resources.callback(executor.close)
+                executor.reconcile()
+                self._executor = executor
+            return self._executor
+
     def chat_context(self, *, user_id: str | None = None, group: str | None = None) -> ChatContext:
-        """The context of chat turns for ``user_id`` (default: the settings' user), asking ``group`` first."""
+        """The context of chat turns for ``user_id`` (default: the settings' user), asking ``group`` first.
+
+        Trades are proposed and approved through the executor; when its broker cannot open (a Solana broker with no
+        wallet), chat goes on without it and ``executor_error`` says why.
+        """
         from mikey.agents.state import ChatContext
 
+        try:
+            executor = self.executor()
+        except MikeyError as exc:
+            executor, self.executor_error = None, f"trading is off: {exc}"
         return ChatContext(settings=self.settings, feed=self.feed, chat_model=self.chat_model,
-                           group=group or self.group, memory=self.memory, news=self.news, user_id=user_id)
+                           group=group or self.group, memory=self.memory, news=self.news, user_id=user_id,
+                           executor=executor)
 
     def pipeline_context(self) -> PipelineContext:
         """The context of the analysis pipeline (news is the caller's: it picks the items per watchlist)."""

@@ -177,6 +177,28 @@ class Settings(BaseSettings):
     # Execution ----------------------------------------------------------------------------------------------------
     proposal_ttl_seconds: float = Field(
         120.0, gt=0, description="An order proposal not approved by then expires; a new one needs a new approval.")
+    broker: Literal["paper", "solana", "sandbox"] = Field(
+        "paper", description="Where approved orders execute: paper (SQLite ledger), solana (QuantDesk program over "
+        "RPC) or sandbox (that program's binary in an in-process LiteSVM).")
+    paper_slippage: float = Field(0.0005, ge=0, lt=0.1, description="Paper fills: price moved against the order.")
+    paper_fee_rate: float = Field(0.0006, ge=0, lt=0.1, description="Paper fills: fee, fraction of notional.")
+    paper_funding_rate_hourly: float = Field(
+        0.0000125, gt=-0.01, lt=0.01, description="Paper funding per hour, fraction of notional; longs pay when > 0.")
+    max_slippage: float = Field(
+        0.005, ge=0, lt=0.5, description="Worst fill accepted, as a fraction from the proposal's price.")
+    max_open_positions: int = Field(5, ge=1, description="Opening refused beyond this many open positions.")
+    max_position_notional: float = Field(50_000.0, gt=0, description="Largest notional one order may open, USD.")
+    max_leverage: float = Field(20.0, gt=0, le=100, description="Highest leverage an order may open with.")
+    daily_loss_limit: float = Field(
+        1_000.0, gt=0, description="Opening refused once today's realised plus unrealised loss reaches this, USD.")
+    solana_rpc_url: str = Field("http://127.0.0.1:8899", description="Solana JSON-RPC endpoint (broker=solana).")
+    solana_commitment: Literal["processed", "confirmed", "finalized"] = "confirmed"
+    quantdesk_program_id: str = Field(
+        "C2T3UnvGdHwEkspXJG7JyAhwo6VKQEKjN6eCq69guYSw", description="The QuantDesk perp program's deployed id.")
+    quantdesk_program: Path | None = Field(
+        None, description="The program binary the sandbox loads (quantdesk_perp_dex.so).")
+    solana_sign_only: bool = Field(
+        False, description="Return the signed-off base64 transaction for an external wallet instead of sending it.")
 
     @field_validator("default_model")
     @classmethod
@@ -218,6 +240,21 @@ class Settings(BaseSettings):
     def execution_db(self) -> Path:
         """SQLite file of order proposals and the kill switch, shared by every MIKEY process."""
         return self.home / "execution.sqlite"
+
+    @property
+    def paper_db(self) -> Path:
+        """SQLite file of the paper broker's ledger (fills, positions, funding)."""
+        return self.home / "paper.sqlite"
+
+    @property
+    def wallet_path(self) -> Path:
+        """The encrypted signing key (``mikey wallet import``): scrypt + AES-GCM, never plain text."""
+        return self.home / "wallet.json"
+
+    @property
+    def sandbox_dir(self) -> Path:
+        """The sandbox broker's LiteSVM accounts, kept between commands."""
+        return self.home / "sandbox"
 
     @property
     def market_db(self) -> Path:

@@ -1,4 +1,4 @@
-"""The chat graph, one turn: understand -> gather -> analyze -> respond -> remember.
+"""The chat graph, one turn: understand -> gather -> analyze -> respond -> remember -> approval.
 
 Numbers come from ``gather`` (code); words come from ``analyze``: a model, through the router, whose every number is
 checked against the facts (``writing.write_grounded``, the one way MIKEY writes a grounded answer, streamed or not).
@@ -7,9 +7,12 @@ straight to ``respond`` with a rules answer and cost no ``analyze`` call. An ana
 calls: ``understand`` and ``analyze`` (plus the offline writer, which is code, when a draft fails grounding; plus one
 per group with the opt-in signal consensus).
 
-A trade intent ends in a ``TradeProposal`` awaiting a human's approval; no chat turn executes anything, and no tool
-that could is reachable from this graph. A checkpointer keeps the thread (SqliteSaver, or PostgresSaver with
-``checkpoint_url``), so the next turn sees the history ("and ETH?" after a question about SOL).
+A trade intent ends in a ``TradeProposal`` stored for its owner's approval; "close my eth position" becomes a close
+proposal (``position``), and "how are my positions doing" reads the broker's ledger (``portfolio``). Nothing executes
+but through the ``approval`` node (``mikey.agents.orders``): the thread pauses there with ``interrupt()``, and only the
+owner's plain yes in the same thread, resumed by ``run_turn``/``stream_turn``, approves and executes the proposal
+shown. No tool that executes is reachable from any other node. A checkpointer keeps the thread (SqliteSaver, or
+PostgresSaver with ``checkpoint_url``), so the next turn sees the history ("and ETH?" after a question about SOL).
 """
 
 from __future__ import annotations
@@ -24,16 +27,18 @@ from typing import Any, Literal
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
+from langgraph.types import Command
 from pydantic import BaseModel
 
 from mikey import domain
-from mikey.agents import understand
+from mikey.agents import orders, understand
 from mikey.agents.gather import gather
 from mikey.agents.prompts import load_prompt
 from mikey.agents.state import ChatContext, ChatState, Turn
 from mikey.agents.writing import Reset, write_grounded
 from mikey.domain import Answer, Facts, Intent
 from mikey.errors import MikeyError
+from mikey.execution.guard import decide
 from mikey.market import symbols
 from mikey.router.offline import facts_block
 from mikey.settings import Settings
@@ -70,8 +75,19 @@ def understand_node(state: ChatState, config: RunnableConfig, runtime: Runtime[C
         intent = intent.model_copy(update={"symbols": favourites[:3],
                                            "kind": "compare" if len(favourites) > 1 else "analysis"})
         why = " ".join(filter(None, [why, f"No market named; your favourite markets: {', '.join(favourites)}."]))
-    return {"intent": intent, "preferences": preferences, "facts": None, "proposal": None, "draft": None,
-            "writer_group": None, "writer_model": None, "notice": why, "grounding": None, "answer": None}
+    draft = None
+    if decide(state["message"]) is not None and not state.get("awaiting"):
+        intent = Intent(kind="smalltalk")  # a bare "yes" or "no" with nothing to answer: say so, guess nothing
+        draft = "No trade proposal is waiting for your answer in this conversation."
+    if ctx.executor is not None and understand.looks_injected(state["message"]):
+        from mikey.execution.guard import execution_request
+
+        if execution_request(state["message"]):
+            ctx.executor.log_refusal(_thread(config), "an instruction-shaped message is not an order or an approval",
+                                     actor=f"user:{ctx.user}", text=state["message"])
+    return {"intent": intent, "preferences": preferences, "facts": None, "proposal": None, "draft": draft,
+            "writer_group": None, "writer_model": None, "notice": why, "grounding": None, "answer": None,
+            "approval": None}
 
 
 def _preferences(ctx: ChatContext) -> dict[str, str]:
@@ -85,15 +101,28 @@ def _preferences(ctx: ChatContext) -> dict[str, str]:
 
 def _after_understand(state: ChatState) -> str:
     intent = state["intent"]
+    if intent.kind == "trade" and intent.order in ("close", "reduce"):
+        return "position"
+    if intent.kind == "portfolio":
+        return "portfolio"
     return "gather" if intent.symbols and intent.kind not in NO_FACTS_KINDS else "respond"
 
 
-def gather_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
-    """Run the tools the intent needs, in parallel, into one ``Facts`` (and a proposal for a trade intent)."""
-    intent = state["intent"]
-    got = gather(runtime.context, intent, state["message"], state.get("preferences") or {})
+def gather_node(state: ChatState, config: RunnableConfig, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    """Run the tools the intent needs, in parallel, into one ``Facts``; a trade intent's proposal is stored for the
+    user's approval."""
+    ctx, intent = runtime.context, state["intent"]
+    prefs = state.get("preferences") or {}
+    got = gather(ctx, intent, state["message"], prefs)
     notes = [state.get("notice"), _scope_notice(intent), *got.notes]
-    return {"facts": got.facts, "proposal": got.proposal, "notice": " ".join(n for n in notes if n) or None}
+    orders.screen_untrusted(ctx, got.facts, _thread(config))
+    update: dict[str, Any] = {"facts": got.facts, "proposal": got.proposal,
+                              "notice": " ".join(n for n in notes if n) or None}
+    if got.proposal is not None and ctx.executor is not None:
+        tolerance = intent.risk_tolerance or prefs.get("risk_tolerance")
+        stored = orders.store_open(ctx, got.proposal, got.facts, _thread(config), tolerance)
+        update.update(proposal=stored, awaiting={"id": stored.id, "digest": stored.digest or ""})
+    return update
 
 
 def _scope_notice(intent: Intent) -> str | None:
@@ -104,7 +133,7 @@ def _scope_notice(intent: Intent) -> str | None:
         notes.append("Alerts cannot be set from chat yet; `mikey insights --every N` watches RSI extremes and risk "
                      "thresholds.")
     if intent.kind == "trade":
-        notes.append("MIKEY never places a trade from chat: a proposal waits for your approval.")
+        notes.append("Nothing executes until you approve the proposal: reply yes to approve or no to reject.")
     return " ".join(notes) or None
 
 
@@ -188,10 +217,11 @@ def respond_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, A
     """Assemble the answer and add the turn to the thread's history."""
     intent = state["intent"]
     if state.get("facts") is None:
-        text = _rules_text(intent, state.get("preferences") or {})
+        text = state.get("draft") or _rules_text(intent, state.get("preferences") or {})
         if runtime.context.stream:
             runtime.stream_writer({"text": text})
-        answer = Answer(text=text, group=RULES, model=RULES, intent=intent, notice=state.get("notice"))
+        answer = Answer(text=text, group=RULES, model=RULES, intent=intent, notice=state.get("notice"),
+                        proposal=state.get("proposal"))
     else:
         answer = Answer(text=state["draft"] or "", facts=state["facts"], group=state["writer_group"],
                         model=state["writer_model"], grounding=state["grounding"], notice=state.get("notice"),
@@ -250,12 +280,18 @@ def build_chat_graph(checkpointer: Any) -> Any:
     graph.add_node("analyze", analyze_node)
     graph.add_node("respond", respond_node)
     graph.add_node("remember", remember_node)
+    graph.add_node("position", orders.position_node)
+    graph.add_node("portfolio", orders.portfolio_node)
+    graph.add_node("approval", orders.approval_node)
     graph.add_edge(START, "understand")
-    graph.add_conditional_edges("understand", _after_understand, ["gather", "respond"])
+    graph.add_conditional_edges("understand", _after_understand, ["gather", "respond", "position", "portfolio"])
     graph.add_edge("gather", "analyze")
     graph.add_edge("analyze", "respond")
+    graph.add_edge("position", "respond")
+    graph.add_edge("portfolio", "respond")
     graph.add_edge("respond", "remember")
-    graph.add_edge("remember", END)
+    graph.add_edge("remember", "approval")
+    graph.add_edge("approval", END)
     return graph.compile(checkpointer=checkpointer)
 
 
@@ -299,10 +335,29 @@ def _with_deadline(context: ChatContext) -> ChatContext:
     return replace(context, deadline=time.monotonic() + context.settings.turn_deadline_seconds)
 
 
+def _awaiting_reply(graph: Any, config: RunnableConfig) -> bool:
+    """Whether the thread is paused at the approval interrupt, waiting for the owner's answer to a proposal."""
+    return any(task.interrupts for task in graph.get_state(config).tasks)
+
+
+def _decided(state: dict[str, Any]) -> bool:
+    return (state.get("approval") or {}).get("outcome") == "decided"
+
+
 def run_turn(graph: Any, context: ChatContext, message: str, thread_id: str) -> Answer:
-    """One chat turn on ``thread_id``; returns the answer."""
-    state = graph.invoke({"message": message}, {"configurable": {"thread_id": thread_id}},
-                         context=_with_deadline(context), durability=DURABILITY)
+    """One chat turn on ``thread_id``; returns the answer.
+
+    On a thread paused for approval the message first resumes the pause: a plain yes or no is the turn (the
+    proposal approved and executed, or rejected); anything else leaves the proposal pending and is answered as a
+    turn of its own.
+    """
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+    if _awaiting_reply(graph, config):
+        state = graph.invoke(Command(resume=message), config, context=_with_deadline(context),
+                             durability=DURABILITY)
+        if _decided(state):
+            return state["answer"]
+    state = graph.invoke({"message": message}, config, context=_with_deadline(context), durability=DURABILITY)
     return state["answer"]
 
 
@@ -310,18 +365,29 @@ def stream_turn(graph: Any, context: ChatContext, message: str, thread_id: str) 
     """One chat turn, streamed: grounded text pieces as they are written, then the ``Answer`` (with its facts).
 
     A ``Reset`` withdraws the pieces shown so far (the model failed mid-answer); the pieces after it are the offline
-    writer's, and the answer's text is theirs.
+    writer's, and the answer's text is theirs. A thread paused for approval is resumed first, as in ``run_turn``.
     """
-    streaming = replace(_with_deadline(context), stream=True)
-    answer: Answer | None = None
-    for mode, chunk in graph.stream({"message": message}, {"configurable": {"thread_id": thread_id}},
-                                    context=streaming, stream_mode=["custom", "values"], durability=DURABILITY):
-        if mode == "custom":
-            yield Reset(chunk["reset"]) if "reset" in chunk else chunk["text"]
-        elif chunk.get("answer") is not None:
-            answer = chunk["answer"]
-    assert answer is not None, "the chat graph ended without an answer"
-    yield answer
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+    inputs: list[Any] = [{"message": message}]
+    if _awaiting_reply(graph, config):
+        inputs.insert(0, Command(resume=message))
+    for graph_input in inputs:
+        streaming = replace(_with_deadline(context), stream=True)
+        answer: Answer | None = None
+        last: dict[str, Any] = {}
+        for mode, chunk in graph.stream(graph_input, config, context=streaming, stream_mode=["custom", "values"],
+                                        durability=DURABILITY):
+            if mode == "custom":
+                yield Reset(chunk["reset"]) if "reset" in chunk else chunk["text"]
+            else:
+                last = chunk
+                if chunk.get("answer") is not None:
+                    answer = chunk["answer"]
+        if isinstance(graph_input, Command) and not _decided(last):
+            continue  # not a yes or a no: the message is a turn of its own
+        assert answer is not None, "the chat graph ended without an answer"
+        yield answer
+        return
 
 
 def thread_history(graph: Any, thread_id: str) -> list[Turn]:

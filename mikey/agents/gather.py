@@ -41,6 +41,8 @@ def plan(intent: Intent) -> list[str]:
     tools = ["quote", "indicators"]
     if intent.kind in ANALYSIS_KINDS:
         tools += ["analysis", "memory"]
+    if intent.kind == "trade":
+        tools.append("analysis")  # the signal a proposal is made under, kept for the trade review
     if intent.kind in POSITION_KINDS:
         tools.append("risk")
     return tools

@@ -13,6 +13,7 @@ from mikey.router.chat_model import ChatModel
 from mikey.settings import Settings
 
 if TYPE_CHECKING:
+    from mikey.execution.executor import Executor
     from mikey.memory.store import VectorMemory
 
 
@@ -41,6 +42,10 @@ class ChatState(TypedDict, total=False):
     notice: str | None
     grounding: GroundingReport | None
     answer: Answer | None
+    awaiting: dict[str, str] | None
+    """The proposal shown to the user and waiting for their reply: its id and digest (kept across turns)."""
+    approval: dict[str, str] | None
+    """This turn's decision on ``awaiting``: proposal id and outcome (approved, rejected, pending)."""
 
 
 class NewsSource(Protocol):
@@ -67,6 +72,8 @@ class ChatContext:
     user_id: str | None = None
     stream: bool = False
     deadline: float | None = None
+    executor: Executor | None = None
+    """Proposals, gates and the broker; None: trades are proposed but cannot be stored or approved here."""
 
     @property
     def user(self) -> str:

@@ -19,7 +19,7 @@ doing?", "what's the outlook for the week?". Its parse is trusted only where the
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,7 +45,9 @@ _KINDS: tuple[tuple[IntentKind, re.Pattern[str]], ...] = (
     ("trade", re.compile(r"\b(open|buy|sell|go long|go short|place|enter|ape into)\b", re.I)),
     ("risk", re.compile(r"\b(risk\w*|liquidat\w*|var|margin|leverage|drawdown)\b", re.I)),
     ("alert", re.compile(r"\b(alert|notify|tell me when)\b", re.I)),
-    ("portfolio", re.compile(r"\b(portfolio|my positions?|holdings)\b", re.I)),
+    ("portfolio", _PORTFOLIO := re.compile(
+        r"\b(portfolio|my (?:open )?positions?|holdings|my (?:total |overall |realised |realized |unrealised |"
+        r"unrealized )?(?:pnl|p&l|p/l|profit|profits|losses|trades|book)|am i (?:up|down))\b|\bp&l\b", re.I)),
     ("compare", re.compile(r"\b(compare|versus|vs\.?|against)\b", re.I)),
     ("price", re.compile(r"\b(price|trading at|worth|cost|quote)\b", re.I)),
     ("explain", re.compile(r"\b(why|explain|what does|what is|meaning)\b", re.I)),
@@ -53,6 +55,14 @@ _KINDS: tuple[tuple[IntentKind, re.Pattern[str]], ...] = (
 _INJECTION = re.compile(
     r"\b(ignore|disregard|forget|override)\b[^.!?]{0,40}\b(instructions?|rules|prompts?|guidelines)\b|"
     r"\b(system prompt|developer mode|jailbreak|you are now|act as)\b", re.I)
+_CLOSE = re.compile(r"\b(close|closing|exit|flatten|get out of|cut|reduce|trim|take profits? on)\b", re.I)
+_HELD = re.compile(r"\b(my|position|positions|long|short|half|third|quarter|all|\d+(?:\.\d+)?\s?%)", re.I)
+_FRACTIONS: tuple[tuple[float, re.Pattern[str]], ...] = (
+    (0.5, re.compile(r"\bhalf\b", re.I)),
+    (1 / 3, re.compile(r"\b(a|one) third\b", re.I)),
+    (0.25, re.compile(r"\b(a |one )?quarter\b", re.I)),
+)
+_PERCENT = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s?%")
 _SIDE = re.compile(r"\b(long|short)\b", re.I)
 _LEVERAGE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s?x\b", re.I)
 _COLLATERAL = re.compile(
@@ -90,8 +100,15 @@ def parse(message: str, previous_symbols: list[str] | None = None) -> Intent:
         elif _looks_like_ticker(token, shouting) and _ticker_name(token) not in unknown:
             unknown.append(_ticker_name(token))
     details = _details(message)
+    closing = _closing(message)
+    if closing is not None and not looks_injected(message):
+        order, fraction = closing
+        return Intent(kind="trade", symbols=found, unknown_symbols=unknown, order=order, fraction=fraction,
+                      **{**details, "leverage": None, "collateral": None})
     if not found and not unknown and previous_symbols and not _GREETING.match(message):
         found = list(previous_symbols)
+    if not found and not unknown and _PORTFOLIO.search(message):
+        return Intent(kind="portfolio", **details)
     if not found and not unknown:
         kind: IntentKind = "smalltalk" if _GREETING.match(message) else "unknown"
         if details.get("risk_tolerance") or details.get("favourite_markets"):
@@ -108,6 +125,21 @@ def parse(message: str, previous_symbols: list[str] | None = None) -> Intent:
             details.get("risk_tolerance") or details.get("favourite_markets")):
         kind = "smalltalk"  # "I'm conservative, I mostly trade ETH": a statement to remember, not a question
     return Intent(kind=kind, symbols=found, unknown_symbols=unknown, **details)
+
+
+def _closing(message: str) -> tuple[Literal["close", "reduce"], float | None] | None:
+    """("close", None) or ("reduce", fraction) when the message asks to close part or all of a held position."""
+    verb = _CLOSE.search(message)
+    if verb is None or not _HELD.search(message) or "?" in message:
+        return None
+    fraction = next((f for f, pattern in _FRACTIONS if pattern.search(message)), None)
+    if fraction is None and (pct := _PERCENT.search(message)) and 0 < float(pct.group(1)) <= 100:
+        fraction = float(pct.group(1)) / 100
+    if fraction is not None and fraction < 1:
+        return "reduce", fraction
+    if verb.group(1).lower() in ("reduce", "trim", "cut"):
+        return None  # "reduce my sol position" without saying by how much: not an order to guess at
+    return "close", None
 
 
 def looks_injected(text: str) -> bool:

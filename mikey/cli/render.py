@@ -50,12 +50,19 @@ def render_answer(console: Any, answer: Answer, *, text_shown: bool = False) -> 
 def _proposal_panel(p: TradeProposal) -> Any:
     from rich.panel import Panel
 
-    r = p.risk
-    liquidation = "none" if r.liquidation_price is None else f"{r.liquidation_price:.4f} USD"
-    failed = [c.name for c in r.checks if not c.passed]
-    body = (f"{p.side.upper()} {p.market} {p.leverage:g}x, collateral {p.collateral:,.2f} USD, size {p.size:.4f} "
-            f"at {p.entry_price} USD\nliquidation {liquidation}, risk {r.risk_level} ({r.risk_score:.0f}/100)"
-            + (f", failed checks: {', '.join(failed)}" if failed else ", all checks passed")
-            + f"\n{p.note}")
+    verb = {"open": "", "close": "CLOSE ", "reduce": "REDUCE "}[p.kind]
+    body = (f"{verb}{p.side.upper()} {p.market} {p.leverage:g}x, collateral {p.collateral:,.2f} USD, size {p.size:.4f} "
+            f"at {p.entry_price} USD")
+    if p.price_bound is not None:
+        body += f" (worst fill {p.price_bound:.4f})"
+    if p.risk is not None:
+        r = p.risk
+        liquidation = "none" if r.liquidation_price is None else f"{r.liquidation_price:.4f} USD"
+        failed = [c.name for c in r.checks if not c.passed]
+        body += (f"\nliquidation {liquidation}, risk {r.risk_level} ({r.risk_score:.0f}/100)"
+                 + (f", failed checks: {', '.join(failed)}" if failed else ", all checks passed"))
+    if p.expires_at is not None:
+        body += f"\nexpires {p.expires_at:%H:%M:%S} UTC"
+    body += f"\n{p.note}"
     return Panel(body, title=f"Trade proposal {p.id}: awaiting your approval", title_align="left", expand=False,
                  border_style="yellow")

@@ -28,31 +28,40 @@ class Intent(BaseModel):
     side: Literal["long", "short"] | None = None
     leverage: float | None = Field(None, gt=0, le=100)
     collateral: float | None = Field(None, gt=0, description="Margin in USD(C).")
+    order: Literal["open", "close", "reduce"] | None = Field(
+        None, description="For a trade: open a position, or close / reduce one the user holds.")
+    fraction: float | None = Field(None, gt=0, le=1, description="Share of the position a reduce closes.")
     risk_tolerance: RiskTolerance | None = None
     favourite_markets: list[str] = Field(default_factory=list, description="Markets the user said they follow.")
     parsed_by: str = Field("rules", description="'rules', or the model group whose parse the rules confirmed.")
 
 
 class TradeProposal(BaseModel):
-    """A trade a chat turn may propose and never execute: it waits for a human's approval (a separate flow).
+    """A trade a chat turn proposes and never executes by itself: it waits for the user's approval (a reply "yes" in
+    the same thread, or ``mikey positions approve``), which binds to ``digest``, the exact order shown.
 
-    Every parameter comes from the user's own message, never from a model or fetched text; the risk assessment is
-    the engine's, at the proposal's price.
+    Every parameter comes from the user's own message or the position they hold, never from a model or fetched text;
+    the risk assessment (for an open) is the engine's, at the proposal's price.
     """
 
     id: str
+    kind: Literal["open", "close", "reduce"] = "open"
     market: str
     side: Literal["long", "short"]
     leverage: float = Field(gt=0, le=100)
-    collateral: float = Field(gt=0, description="Margin in USD(C).")
-    size: float = Field(gt=0, description="Base units: collateral * leverage / entry price.")
+    collateral: float = Field(gt=0, description="Margin in USD(C) committed (open) or released (close, reduce).")
+    size: float = Field(gt=0, description="Base units: collateral * leverage / entry price (or the size closed).")
     entry_price: float = Field(gt=0, description="Current price when proposed.")
-    risk: RiskAssessment
+    risk: RiskAssessment | None = Field(None, description="The engine's assessment of an open; None for a close.")
+    position_id: str | None = Field(None, description="The position a close or reduce acts on.")
     status: Literal["awaiting_approval"] = "awaiting_approval"
     created_at: datetime
-    note: str = "Proposal only: nothing is executed from chat. A human approves or rejects it in the approval flow."
+    expires_at: datetime | None = None
+    digest: str | None = Field(None, description="Digest of the exact order; an approval binds to it.")
+    price_bound: float | None = Field(None, gt=0, description="Worst fill price the order accepts.")
+    note: str = "Nothing executes until you approve it: reply yes to approve or no to reject."
 
-    _utc = field_validator("created_at")(require_utc)
+    _utc = field_validator("created_at", "expires_at")(require_utc)
 
 
 class Answer(BaseModel):

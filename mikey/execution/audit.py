@@ -40,13 +40,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mikey.domain.utc import require_utc, utc_now
 from mikey.errors import InvalidInput
+from mikey.execution import db
 
 GENESIS = "0" * 64
 """``prev_hash`` of the first entry: there is nothing before it."""
 
 AuditAction = Literal[
     "proposed", "approved", "rejected", "expired", "submitted", "filled", "failed", "reduced", "closed",
-    "halted", "resumed", "blocked",
+    "halted", "resumed", "blocked", "gates", "discrepancy", "reconciled", "refused",
 ]
 """The transitions the log records. A new one is one more name here: the hash covers the action as its text, so
 entries written before stay valid."""
@@ -184,7 +185,7 @@ class AuditLog:
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False, isolation_level=None)
         try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            db.use_wal(self._conn, timeout)
             self._conn.execute("BEGIN IMMEDIATE")
             for statement in _statements(SCHEMA):
                 self._conn.execute(statement)

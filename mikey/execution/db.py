@@ -9,6 +9,7 @@ a check and a write. Each operation opens its own connection, so threads and pro
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -36,7 +37,11 @@ CREATE TABLE IF NOT EXISTS proposals (
     updated_at TEXT NOT NULL,
     reason TEXT,
     fill_price REAL,
-    broker_ref TEXT
+    broker_ref TEXT,
+    kind TEXT NOT NULL DEFAULT 'open',
+    position_id TEXT,
+    context TEXT,
+    claimed_by TEXT
 );
 CREATE INDEX IF NOT EXISTS proposals_thread ON proposals (user_id, thread_id, status);
 CREATE TABLE IF NOT EXISTS halt (
@@ -53,12 +58,46 @@ def connect(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
 
 
+def use_wal(conn: sqlite3.Connection, timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
+    """Put the file in WAL mode (readers never wait for the writer).
+
+    Switching the journal mode does not wait on SQLite's busy timeout: while another process creates the same new
+    file, it fails at once with "database is locked". It is retried here until ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def initialise(path: Path) -> None:
-    """Create the file and its tables if missing, in WAL mode (readers never wait for the writer)."""
+    """Create the file and its tables if missing, in WAL mode."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with closing(connect(path)) as conn:
-        conn.execute("PRAGMA journal_mode=WAL")
+        use_wal(conn)
         conn.executescript(SCHEMA)
+        _migrate(conn)
+
+
+ADDED_COLUMNS = {"kind": "TEXT NOT NULL DEFAULT 'open'", "position_id": "TEXT", "context": "TEXT",
+                 "claimed_by": "TEXT"}
+"""Columns added to ``proposals`` after its first release: a file made before them gets them on open."""
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    have = {row[1] for row in conn.execute("PRAGMA table_info(proposals)")}
+    for column, declaration in ADDED_COLUMNS.items():
+        if column not in have:
+            try:
+                conn.execute(f"ALTER TABLE proposals ADD COLUMN {column} {declaration}")
+            except sqlite3.OperationalError as exc:  # another process added it between the read and the ALTER
+                if "duplicate column" not in str(exc):
+                    raise
 
 
 @contextmanager

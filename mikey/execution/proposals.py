@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import sqlite3
 import uuid
 from collections.abc import Callable
@@ -36,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from mikey.domain.utc import require_utc, utc_now
 from mikey.errors import ApprovalRequired, InvalidInput, RiskLimitExceeded
 from mikey.execution import db
-from mikey.execution.halt import read_halt, refuse_if_halted
+from mikey.execution.halt import OrderKind, read_halt, refuse_if_halted
 from mikey.settings import Settings
 
 if TYPE_CHECKING:
@@ -45,31 +47,38 @@ if TYPE_CHECKING:
 ProposalStatus = Literal["proposed", "approved", "rejected", "expired", "submitted", "filled", "failed"]
 Side = Literal["long", "short"]
 
-DIGEST_VERSION = 1
+DIGEST_VERSION = 2
 """Part of the digested encoding, so a future change of the encoding can never match an approval of the old one."""
 
 COLUMNS = ("id", "user_id", "thread_id", "market", "side", "size", "leverage", "collateral", "price", "price_bound",
-           "digest", "status", "created_at", "expires_at", "updated_at", "reason", "fill_price", "broker_ref")
+           "digest", "status", "created_at", "expires_at", "updated_at", "reason", "fill_price", "broker_ref",
+           "kind", "position_id", "context", "claimed_by")
 
 
 def order_digest(*, market: str, side: Side, size: float, leverage: float, collateral: float,
-                 price_bound: float) -> str:
+                 price_bound: float, kind: OrderKind = "open", position_id: str | None = None) -> str:
     """SHA-256 (hex) of the canonical encoding of exactly the order's terms.
 
     Canonical: JSON with sorted keys and no spaces; numbers as floats in Python's shortest round-trip form, so
     ``5`` and ``5.0`` are the same order and any other difference, however small, is another order.
     """
-    terms = {"v": DIGEST_VERSION, "market": market, "side": side, "size": float(size), "leverage": float(leverage),
-             "collateral": float(collateral), "price_bound": float(price_bound)}
+    terms = {"v": DIGEST_VERSION, "kind": kind, "position_id": position_id, "market": market, "side": side,
+             "size": float(size), "leverage": float(leverage), "collateral": float(collateral),
+             "price_bound": float(price_bound)}
     encoded = json.dumps(terms, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
 
 
-def price_bound_for(side: Side, price: float, max_slippage: float) -> float:
-    """The worst price the order accepts: above the proposal's price for a long, below it for a short."""
+def buys(side: Side, kind: OrderKind = "open") -> bool:
+    """Whether the order buys: opening a long, or closing (reducing) a short."""
+    return (side == "long") == (kind == "open")
+
+
+def price_bound_for(side: Side, price: float, max_slippage: float, kind: OrderKind = "open") -> float:
+    """The worst price the order accepts: above the proposal's price for a buy, below it for a sell."""
     if not 0 <= max_slippage < 1:
         raise InvalidInput(f"max slippage must be a fraction in [0, 1), not {max_slippage!r}")
-    return price * (1 + max_slippage) if side == "long" else price * (1 - max_slippage)
+    return price * (1 + max_slippage) if buys(side, kind) else price * (1 - max_slippage)
 
 
 class OrderProposal(BaseModel):
@@ -95,21 +104,37 @@ class OrderProposal(BaseModel):
     reason: str | None = Field(None, description="Why it was rejected or failed.")
     fill_price: float | None = Field(None, gt=0)
     broker_ref: str | None = Field(None, description="The broker's id of the order (a signature on Solana).")
+    kind: OrderKind = Field("open", description="open a position, or close / reduce an open one")
+    position_id: str | None = Field(None, description="The broker's position a close or reduce acts on.")
+    context: str | None = Field(
+        None, description="JSON of what the proposal was made with (risk level and score, liquidation price, the "
+        "signal MIKEY gave): kept for the trade review, not part of the order.")
+    claimed_by: str | None = Field(
+        None, description="host:pid of the process that claimed it for submission: a reconciliation after a crash "
+        "only takes over proposals whose claimer is gone.")
 
     _utc = field_validator("created_at", "expires_at", "updated_at")(require_utc)
 
     @model_validator(mode="after")
     def _bound_on_the_right_side(self) -> OrderProposal:
-        if (self.side == "long" and self.price_bound < self.price) or (
-                self.side == "short" and self.price_bound > self.price):
-            raise ValueError(f"a {self.side}'s price bound {self.price_bound:g} would be better than its price "
-                             f"{self.price:g}: the bound is the worst price accepted")
+        buy = buys(self.side, self.kind)
+        if (buy and self.price_bound < self.price) or (not buy and self.price_bound > self.price):
+            raise ValueError(f"a {'buy' if buy else 'sell'}'s price bound {self.price_bound:g} would be better than "
+                             f"its price {self.price:g}: the bound is the worst price accepted")
+        if (self.kind == "open") != (self.position_id is None):
+            raise ValueError("a close or reduce names the position it acts on, and an open names none")
         return self
 
     def terms_digest(self) -> str:
         """The digest of the terms as stored now (equal to ``digest`` unless the row was edited behind the store)."""
         return order_digest(market=self.market, side=self.side, size=self.size, leverage=self.leverage,
-                            collateral=self.collateral, price_bound=self.price_bound)
+                            collateral=self.collateral, price_bound=self.price_bound, kind=self.kind,
+                            position_id=self.position_id)
+
+
+def this_process() -> str:
+    """``host:pid``, how a claim names its claimer."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _iso(moment: datetime) -> str:
@@ -151,7 +176,8 @@ class ProposalStore:
             return
         from mikey.execution.audit import AuditLog
 
-        payload = {"market": proposal.market, "side": proposal.side, "size": proposal.size,
+        payload = {"kind": proposal.kind, "position_id": proposal.position_id, "market": proposal.market,
+                   "side": proposal.side, "size": proposal.size,
                    "leverage": proposal.leverage, "collateral": proposal.collateral, "price": proposal.price,
                    "price_bound": proposal.price_bound, "digest": proposal.digest, **extra}
         with AuditLog(self._audit) as log:
@@ -194,18 +220,24 @@ class ProposalStore:
     # Transitions --------------------------------------------------------------------------------------------------
 
     def propose(self, *, user_id: str, thread_id: str, market: str, side: Side, size: float, leverage: float,
-                collateral: float, price: float, max_slippage: float) -> OrderProposal:
-        """Store a new proposal, ``proposed`` until approved, rejected or past ``proposal_ttl_seconds``."""
+                collateral: float, price: float, max_slippage: float, kind: OrderKind = "open",
+                position_id: str | None = None, context: dict[str, object] | None = None) -> OrderProposal:
+        """Store a new proposal, ``proposed`` until approved, rejected or past ``proposal_ttl_seconds``.
+
+        ``kind`` close or reduce acts on ``position_id`` (its side and leverage; ``size`` and ``collateral`` are the
+        part closed and the margin it releases).
+        """
         now = self._now()
-        bound = price_bound_for(side, price, max_slippage)
+        bound = price_bound_for(side, price, max_slippage, kind)
         try:
             proposal = OrderProposal(
                 id=uuid.uuid4().hex[:12], user_id=user_id, thread_id=thread_id, market=market, side=side, size=size,
                 leverage=leverage, collateral=collateral, price=price, price_bound=bound, created_at=now,
-                expires_at=now + self._ttl, updated_at=now,
+                expires_at=now + self._ttl, updated_at=now, kind=kind, position_id=position_id,
+                context=None if context is None else json.dumps(context, sort_keys=True, allow_nan=False),
                 digest=order_digest(market=market, side=side, size=size, leverage=leverage, collateral=collateral,
-                                    price_bound=bound))
-        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                                    price_bound=bound, kind=kind, position_id=position_id))
+        except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError; json's NaN too
             raise InvalidInput(f"invalid order proposal: {exc}") from exc
         row = proposal.model_dump()
         for column in ("created_at", "expires_at", "updated_at"):
@@ -267,7 +299,7 @@ class ProposalStore:
             self._log(proposal, "expired", "system", "nobody approved it before it expired")
         return len(due)
 
-    def claim_for_submission(self, proposal_id: str) -> bool:
+    def claim_for_submission(self, proposal_id: str, *, claimer: str | None = None) -> bool:
         """Move an approved proposal to ``submitted``; True only for the one caller that did it.
 
         Only that caller may send the order to a broker. False means another caller claimed it first (it is
@@ -291,12 +323,12 @@ class ProposalStore:
                 raise InvalidInput(f"proposal {proposal_id}'s stored terms do not match its approved digest; "
                                    "refusing to submit it")
             try:
-                refuse_if_halted(read_halt(conn), "open")
+                refuse_if_halted(read_halt(conn), proposal.kind)
             except RiskLimitExceeded as exc:
                 blocked = exc
             else:
                 blocked = None
-                won = self._set(conn, proposal, "submitted", self._now())
+                won = self._set(conn, proposal, "submitted", self._now(), claimed_by=claimer or this_process())
         if blocked is not None:
             self._log(proposal, "blocked", "system", str(blocked))
             raise blocked

@@ -111,7 +111,7 @@ def test_facts_from_previous_turn_do_not_leak(settings, graph) -> None:
 def test_trade_request_never_trades(settings, graph) -> None:
     context = chat_with(settings, fake.ScriptedModel(["SOL is steady."]))
     answer = run_turn(graph, context, "open a 5x long on SOL with 300 USDC", "t")
-    assert "MIKEY never places a trade from chat" in answer.notice
+    assert "Nothing executes until you approve the proposal" in answer.notice
     proposal = answer.proposal
     assert proposal.status == "awaiting_approval"
     assert (proposal.market, proposal.side, proposal.leverage, proposal.collateral) == ("SOL", "long", 5.0, 300.0)

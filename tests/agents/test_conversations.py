@@ -50,7 +50,7 @@ def graph(settings):
         ("Why is the RSI of ETH important?", {"kind": "explain"}, "explain",
          {"quote", "indicators", "analysis", "memory"}),
         ("How risky is a 10x long on SOL?", {"kind": "risk"}, "risk", {"quote", "indicators", "risk"}),
-        ("open a 5x long on SOL with 300 USDC", {"kind": "trade"}, "trade", {"quote", "indicators", "risk"}),
+        ("open a 5x long on SOL with 300 USDC", {"kind": "trade"}, "trade", {"quote", "indicators", "analysis", "risk"}),
         ("alert me when BTC crosses its upper band", {"kind": "alert"}, "alert",
          {"quote", "indicators", "analysis", "memory"}),
     ],
@@ -154,7 +154,7 @@ def test_trade_intent_stops_at_a_proposal(settings, graph) -> None:
     assert (proposal.side, proposal.leverage, proposal.collateral) == ("long", 5.0, 300.0)
     assert proposal.entry_price == pytest.approx(float(SOL_PRICE))
     assert proposal.risk == answer.facts.risk
-    assert "nothing is executed" in proposal.note.lower()
+    assert "nothing executes until you approve it" in proposal.note.lower()
     assert all(tools is None for tools in model.tools_seen)  # no model was ever offered a tool, let alone a trade
 
 
