@@ -35,6 +35,7 @@ app.command()(analyze.analyze)
 app.command()(serve.serve)
 app.command()(insights.insights)
 app.command()(positions.halt)
+app.command()(positions.trade)
 app.add_typer(positions.positions_app, name="positions")
 
 

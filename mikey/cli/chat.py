@@ -70,6 +70,7 @@ def chat(
         if message is not None:
             graph, context, earlier = _ready(loading, memory)
             _continuing(console, thread, earlier)
+            _trading_notice(console, runtime)
             _turn(console, graph, context, message, thread_id, stream)
             console.print(f"[dim]thread {thread_id} — continue with: mikey chat --thread {thread_id}[/dim]")
             return
@@ -88,6 +89,7 @@ def chat(
             graph, context, earlier = _ready(loading, memory)  # the first turn waits for what still loads
             if first:
                 _continuing(console, thread, earlier)
+                _trading_notice(console, runtime)
                 first = False
             try:
                 if memory is not None:
@@ -133,6 +135,11 @@ def _ready(loading: Future[tuple[Any, Any, int]], memory: Any) -> tuple[Any, Any
     if memory is not None:
         memory.ready()
     return loaded
+
+
+def _trading_notice(console: Any, runtime: Runtime) -> None:
+    if runtime.executor_error:
+        console.print(f"[yellow]{runtime.executor_error}[/yellow]", highlight=False)
 
 
 def _continuing(console: Any, thread: str | None, earlier: int) -> None:
