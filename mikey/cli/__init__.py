@@ -14,7 +14,7 @@ import sys
 
 import typer
 
-from mikey.cli import analyze, chat, data, history, insights, models, positions, risk, serve
+from mikey.cli import analyze, chat, data, history, insights, models, positions, risk, serve, wallet
 from mikey.errors import MikeyError
 
 app = typer.Typer(
@@ -37,6 +37,7 @@ app.command()(insights.insights)
 app.command()(positions.halt)
 app.command()(positions.trade)
 app.add_typer(positions.positions_app, name="positions")
+app.add_typer(wallet.wallet_app, name="wallet")
 
 
 def main() -> None:

@@ -121,7 +121,7 @@ def _result_json(r: ExecutionResult) -> dict:
             "fill": r.fill.model_dump(mode="json") if r.fill else None,
             "position": r.position.model_dump(mode="json") if r.position else None,
             "gates": [c.model_dump() for c in r.gates.checks] if r.gates else None,
-            "discrepancies": r.discrepancies}
+            "discrepancies": r.discrepancies, "transaction": r.transaction}
 
 
 def _print_result(r: ExecutionResult, as_json: bool) -> None:
@@ -129,6 +129,8 @@ def _print_result(r: ExecutionResult, as_json: bool) -> None:
         typer.echo(json.dumps(_result_json(r)))
     else:
         typer.echo(r.message)
+        if r.transaction:
+            typer.echo(f"transaction (base64): {r.transaction}")
         for note in r.discrepancies:
             typer.echo(f"WARNING: {note}")
         if r.gates is not None:

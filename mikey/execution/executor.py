@@ -56,6 +56,8 @@ class ExecutionResult(BaseModel):
     position: BrokerPosition | None = None
     gates: GateReport | None = None
     discrepancies: list[str] = []
+    transaction: str | None = None
+    """Sign-only mode: the signed transaction (base64) for an external wallet to broadcast."""
 
 
 def _pid_alive(pid: int) -> bool:
@@ -198,6 +200,15 @@ class Executor:
                 return ExecutionResult(proposal=failed, outcome="failed", gates=gates,
                                        message=f"The {self.broker.name} broker refused the order: {exc}")
             except BrokerUnavailable as exc:
+                if (transaction := getattr(exc, "transaction", None)) is not None:  # sign-only: nothing was sent
+                    self._audit("submitted", proposal.id, "signed for an external wallet; not sent by MIKEY",
+                                signature=getattr(exc, "signature", None))
+                    return ExecutionResult(
+                        proposal=self.store.get(proposal.id), outcome="in_flight", gates=gates,
+                        transaction=transaction,
+                        message=f"Signed, not sent (sign-only mode): broadcast the transaction with your wallet; "
+                                f"signature {getattr(exc, 'signature', '?')}. `mikey positions list` records the "
+                                "outcome once it lands, or its failure once its blockhash expires.")
                 last = exc
                 if attempt + 1 < self._attempts:
                     _time.sleep(self._pause * (attempt + 1))
@@ -284,7 +295,10 @@ class Executor:
         for proposal in self.store.in_flight():
             if not self._orphaned(proposal):
                 continue
-            fill = self.broker.lookup(proposal.id)
+            try:
+                fill = self.broker.lookup(proposal.id)
+            except BrokerUnavailable:
+                continue  # the broker cannot say yet (a sent transaction may still land): try again next time
             if fill is not None:
                 self._audit("reconciled", proposal.id, "the broker executed it before MIKEY stopped",
                             broker_ref=fill.broker_ref)
