@@ -21,7 +21,7 @@ from solders.transaction import VersionedTransaction
 from mikey.errors import BrokerUnavailable, OrderRejected
 from mikey.execution.solana.rpc import BlockhashExpired, RpcTransport, TransactionRefused, Transport
 from tests.execution.solana.conftest import PROGRAM_ID, order
-from tests.execution.solana.rpc_server import CONTEXT, FakeRpc, Reply
+from tests.fakes.solana_rpc_server import CONTEXT, FakeRpc, Reply
 
 BLOCKHASH = "EkSnNWid2cvwEVnVx9aBqawnmiCNiDgp3gUdkDPTKN1N"
 PANIC_LOGS = ["Program C2T3UnvGdHwEkspXJG7JyAhwo6VKQEKjN6eCq69guYSw invoke [1]",
