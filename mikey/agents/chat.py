@@ -38,7 +38,7 @@ from mikey.agents.state import ChatContext, ChatState, Turn
 from mikey.agents.writing import Reset, write_grounded
 from mikey.domain import Answer, Facts, Intent
 from mikey.errors import MikeyError
-from mikey.execution.guard import decide
+from mikey.execution.guard import decide, execution_request
 from mikey.market import symbols
 from mikey.router.offline import facts_block
 from mikey.settings import Settings
@@ -76,15 +76,18 @@ def understand_node(state: ChatState, config: RunnableConfig, runtime: Runtime[C
                                            "kind": "compare" if len(favourites) > 1 else "analysis"})
         why = " ".join(filter(None, [why, f"No market named; your favourite markets: {', '.join(favourites)}."]))
     draft = None
-    if decide(state["message"]) is not None and not state.get("awaiting"):
-        intent = Intent(kind="smalltalk")  # a bare "yes" or "no" with nothing to answer: say so, guess nothing
+    awaiting = state.get("awaiting")
+    if decide(state["message"]) is not None:  # a bare "yes" or "no" that resumed nothing: say why, guess nothing
+        intent = Intent(kind="smalltalk")
         draft = "No trade proposal is waiting for your answer in this conversation."
-    if ctx.executor is not None and understand.looks_injected(state["message"]):
-        from mikey.execution.guard import execution_request
-
-        if execution_request(state["message"]):
-            ctx.executor.log_refusal(_thread(config), "an instruction-shaped message is not an order or an approval",
-                                     actor=f"user:{ctx.user}", text=state["message"])
+        if awaiting and awaiting.get("user_id") != ctx.user:
+            draft = f"Proposal {awaiting['id']} in this conversation is not yours: only its owner can answer it."
+            if ctx.executor is not None:
+                ctx.executor.log_refusal(awaiting["id"], "only the proposal's owner can answer it",
+                                         actor=f"user:{ctx.user}", text=state["message"])
+    if ctx.executor is not None and execution_request(state["message"]):
+        ctx.executor.log_refusal(_thread(config), "an instruction-shaped message is not an order or an approval",
+                                 actor=f"user:{ctx.user}", text=state["message"])
     return {"intent": intent, "preferences": preferences, "facts": None, "proposal": None, "draft": draft,
             "writer_group": None, "writer_model": None, "notice": why, "grounding": None, "answer": None,
             "approval": None}
@@ -121,7 +124,8 @@ def gather_node(state: ChatState, config: RunnableConfig, runtime: Runtime[ChatC
     if got.proposal is not None and ctx.executor is not None:
         tolerance = intent.risk_tolerance or prefs.get("risk_tolerance")
         stored = orders.store_open(ctx, got.proposal, got.facts, _thread(config), tolerance)
-        update.update(proposal=stored, awaiting={"id": stored.id, "digest": stored.digest or ""})
+        update.update(proposal=stored, awaiting={"id": stored.id, "digest": stored.digest or "",
+                                                 "user_id": ctx.user})
     return update
 
 
@@ -335,9 +339,10 @@ def _with_deadline(context: ChatContext) -> ChatContext:
     return replace(context, deadline=time.monotonic() + context.settings.turn_deadline_seconds)
 
 
-def _awaiting_reply(graph: Any, config: RunnableConfig) -> bool:
-    """Whether the thread is paused at the approval interrupt, waiting for the owner's answer to a proposal."""
-    return any(task.interrupts for task in graph.get_state(config).tasks)
+def _awaiting_reply(graph: Any, config: RunnableConfig, user: str) -> bool:
+    """Whether the thread is paused at the approval interrupt, waiting for ``user``'s answer to their proposal."""
+    return any(isinstance(i.value, dict) and i.value.get("user_id") == user
+               for task in graph.get_state(config).tasks for i in task.interrupts)
 
 
 def _decided(state: dict[str, Any]) -> bool:
@@ -352,7 +357,7 @@ def run_turn(graph: Any, context: ChatContext, message: str, thread_id: str) -> 
     turn of its own.
     """
     config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
-    if _awaiting_reply(graph, config):
+    if _awaiting_reply(graph, config, context.user):
         state = graph.invoke(Command(resume=message), config, context=_with_deadline(context),
                              durability=DURABILITY)
         if _decided(state):
@@ -369,7 +374,7 @@ def stream_turn(graph: Any, context: ChatContext, message: str, thread_id: str) 
     """
     config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
     inputs: list[Any] = [{"message": message}]
-    if _awaiting_reply(graph, config):
+    if _awaiting_reply(graph, config, context.user):
         inputs.insert(0, Command(resume=message))
     for graph_input in inputs:
         streaming = replace(_with_deadline(context), stream=True)

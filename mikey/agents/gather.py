@@ -189,6 +189,8 @@ def _proposal(intent: Intent, facts: Facts) -> tuple[TradeProposal | None, list[
     if missing or facts.risk is None:
         return None, missing or ["market data for the risk assessment"]
     risk = facts.risk
-    return TradeProposal(id=uuid.uuid4().hex[:12], market=risk.market, side=risk.side, leverage=risk.leverage,
-                         collateral=risk.collateral, size=risk.size, entry_price=risk.entry_price, risk=risk,
+    # The leverage and collateral the user wrote, exactly (the engine's notional / collateral is off by a float ulp,
+    # and an order is approved, and checked against limits, as written).
+    return TradeProposal(id=uuid.uuid4().hex[:12], market=risk.market, side=risk.side, leverage=intent.leverage,
+                         collateral=intent.collateral, size=risk.size, entry_price=risk.entry_price, risk=risk,
                          created_at=datetime.now(UTC)), []

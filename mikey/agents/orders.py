@@ -47,6 +47,11 @@ def as_trade_proposal(stored: OrderProposal, proposal: TradeProposal | None = No
     return TradeProposal(**fields)
 
 
+def awaiting_of(stored: OrderProposal) -> dict[str, str]:
+    """What the thread keeps of the proposal shown: its id, the digest of the order shown, and whose it is."""
+    return {"id": stored.id, "digest": stored.digest, "user_id": stored.user_id}
+
+
 def _supersede(ctx: ChatContext, thread_id: str) -> None:
     """At most one proposal awaits an answer in a thread: a newer one replaces the older."""
     assert ctx.executor is not None
@@ -116,7 +121,7 @@ def position_node(state: ChatState, config: RunnableConfig, runtime: Runtime[Cha
     text = (f"Proposal {stored.id}: close {share} of your {position.market} {position.side} ({stored.size:g} of "
             f"{position.size:g}) at about {stored.price:,.4f}, worst fill {stored.price_bound:,.4f}. Reply yes to "
             f"approve or no to reject; it expires at {stored.expires_at:%H:%M:%S} UTC.")
-    return {"draft": text, "proposal": proposal, "awaiting": {"id": stored.id, "digest": stored.digest}}
+    return {"draft": text, "proposal": proposal, "awaiting": awaiting_of(stored)}
 
 
 def portfolio_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
@@ -138,7 +143,11 @@ def portfolio_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str,
 
 
 def approval_node(state: ChatState, config: RunnableConfig, runtime: Runtime[ChatContext]) -> dict[str, Any]:
-    """Pause for the owner's answer to the thread's pending proposal; act on a plain yes or no."""
+    """Pause for the owner's answer to the thread's pending proposal; act on the owner's plain yes or no.
+
+    The pause stays while the proposal awaits its owner, whoever spoke this turn: ``run_turn`` resumes it only with
+    the owner's message, and anyone else's message is a turn of its own that ends in the same pause.
+    """
     ctx, awaiting = runtime.context, state.get("awaiting")
     if ctx.executor is None or not awaiting:
         return {}
@@ -146,21 +155,26 @@ def approval_node(state: ChatState, config: RunnableConfig, runtime: Runtime[Cha
         pending = ctx.executor.store.get(awaiting["id"])
     except MikeyError:
         return {"awaiting": None}
-    if pending.status != "proposed" or pending.user_id != ctx.user:
-        return {"awaiting": None}  # decided elsewhere (the CLI, the API), or not this user's to answer
-    reply = interrupt({"proposal_id": pending.id, "digest": awaiting["digest"],
-                       "question": f"Approve proposal {pending.id}? Reply yes or no."})
-    decision = decide(str(reply))
+    # "approved" too: this node approved it and stopped before executing it (a crash); the owner's yes finishes it.
+    if pending.status not in ("proposed", "approved"):
+        return {"awaiting": None}  # decided elsewhere (the CLI, the API), expired, or executed
+    reply = str(interrupt({"proposal_id": pending.id, "digest": awaiting["digest"], "user_id": pending.user_id,
+                           "question": f"Approve proposal {pending.id}? Reply yes or no."}))
+    decision = decide(reply)
+    if ctx.user != pending.user_id:  # never resumed so by run_turn; refused whoever resumes it otherwise
+        ctx.executor.log_refusal(pending.id, "only the proposal's owner can answer it", actor=f"user:{ctx.user}",
+                                 text=reply)
+        return {"approval": {"proposal_id": pending.id, "outcome": "pending"}}
     if decision is None:
-        if execution_request(str(reply)):
+        if execution_request(reply):
             ctx.executor.log_refusal(pending.id, "a reply that is not a plain yes cannot approve an order",
-                                     actor=f"user:{ctx.user}", text=str(reply))
+                                     actor=f"user:{ctx.user}", text=reply)
         return {"approval": {"proposal_id": pending.id, "outcome": "pending"}}
     text = _decide(ctx, pending.id, awaiting["digest"], decision)
     if ctx.stream:
         runtime.stream_writer({"text": text})
     turns: list[Turn] = [
-        {"role": "user", "content": str(reply), "symbols": [pending.market], "group": None, "kind": "trade"},
+        {"role": "user", "content": reply, "symbols": [pending.market], "group": None, "kind": "trade"},
         {"role": "assistant", "content": text, "symbols": [pending.market], "group": RULES, "kind": "trade"},
     ]
     return {"answer": Answer(text=text, group=RULES, model=RULES), "history": turns, "awaiting": None,
@@ -178,12 +192,7 @@ def _decide(ctx: ChatContext, proposal_id: str, digest: str, decision: str) -> s
         return f"Rejected proposal {proposal_id}; nothing was executed."
     try:
         result = executor.approve(proposal_id, user_id=ctx.user, digest=digest)
-    except InvalidInput as exc:
-        current = executor.store.get(proposal_id)
-        if current.status not in ("approved", "submitted", "filled", "failed"):
-            return f"Not executed: {exc}"
-        result = executor.execute(proposal_id)  # this node ran before and stopped after approving: finish, once
-    except (ApprovalRequired, RiskLimitExceeded) as exc:
+    except (ApprovalRequired, RiskLimitExceeded, InvalidInput) as exc:
         return f"Not executed: {exc}"
     except MikeyError as exc:
         return f"Not executed: {exc}"

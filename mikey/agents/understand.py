@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mikey.domain import Intent, IntentKind, RiskTolerance, Timeframe
 from mikey.errors import MikeyError
+from mikey.execution.guard import execution_request
 from mikey.market import symbols
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def parse(message: str, previous_symbols: list[str] | None = None) -> Intent:
             unknown.append(_ticker_name(token))
     details = _details(message)
     closing = _closing(message)
-    if closing is not None and not looks_injected(message):
+    if closing is not None and not looks_injected(message) and not execution_request(message):
         order, fraction = closing
         return Intent(kind="trade", symbols=found, unknown_symbols=unknown, order=order, fraction=fraction,
                       **{**details, "leverage": None, "collateral": None})
@@ -117,8 +118,9 @@ def parse(message: str, previous_symbols: list[str] | None = None) -> Intent:
     kind = next((k for k, pattern in _KINDS if pattern.search(message)), "analysis")
     if kind not in ("trade", "risk") and _is_bare_order(message, details):
         kind = "trade"  # "5x long SOL 300 USDC"
-    if kind == "trade" and looks_injected(message):
-        kind = "analysis"  # an order wrapped in "ignore previous instructions" is not the user's own trade
+    if kind == "trade" and (looks_injected(message) or execution_request(message)):
+        kind = "analysis"  # an order wrapped in "ignore previous instructions" or "SYSTEM: admin approved, execute"
+        #                    is not the user's own trade
     if kind == "analysis" and len(found) > 1:
         kind = "compare"
     if kind in ("analysis", "compare") and "?" not in message and (

@@ -153,7 +153,15 @@ class Executor:
     # Deciding -----------------------------------------------------------------------------------------------------
 
     def approve(self, proposal_id: str, *, user_id: str, digest: str) -> ExecutionResult:
-        """The owner approves the order they were shown (``digest``); then it executes, once."""
+        """The owner approves the order they were shown (``digest``); then it executes, once.
+
+        A proposal the owner already approved with that digest, whose execution never started (the process stopped
+        in between), executes now: approving again is how the owner finishes it.
+        """
+        current = self.store.get(proposal_id)
+        if (current.status == "approved" and current.user_id == user_id and digest == current.digest
+                and current.terms_digest() == current.digest):
+            return self.execute(proposal_id)
         self.store.approve(proposal_id, user_id=user_id, digest=digest)
         return self.execute(proposal_id)
 

@@ -149,7 +149,7 @@ def limits_check(proposal: OrderProposal, price: float, open_positions: list[Bro
     notional = proposal.size * price
     if notional > settings.max_position_notional:
         problems.append(f"notional {notional:,.2f} USD is above the {settings.max_position_notional:,.2f} USD limit")
-    if proposal.leverage > settings.max_leverage:
+    if proposal.leverage > settings.max_leverage * (1 + 1e-12):  # a computed 2.0000000000000004x is 2x
         problems.append(f"leverage {proposal.leverage:g}x is above the {settings.max_leverage:g}x limit")
     if problems:
         return GateCheck(name="limits", passed=False, reason="; ".join(problems))
