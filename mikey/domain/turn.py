@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from mikey.domain.facts import Facts, GroundingReport
 from mikey.domain.risk import RiskAssessment
-from mikey.domain.utc import require_utc
+from mikey.domain.utc import optional_utc, require_utc
 
 IntentKind = Literal[
     "price", "analysis", "compare", "explain", "risk", "portfolio", "trade", "alert", "smalltalk", "unknown"
@@ -61,7 +61,8 @@ class TradeProposal(BaseModel):
     price_bound: float | None = Field(None, gt=0, description="Worst fill price the order accepts.")
     note: str = "Nothing executes until you approve it: reply yes to approve or no to reject."
 
-    _utc = field_validator("created_at", "expires_at")(require_utc)
+    _utc = field_validator("created_at")(require_utc)
+    _utc_optional = field_validator("expires_at")(optional_utc)
 
 
 class Answer(BaseModel):

@@ -12,6 +12,11 @@ def require_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def optional_utc(value: datetime | None) -> datetime | None:
+    """``require_utc`` for an optional timestamp: None stays None."""
+    return None if value is None else require_utc(value)
+
+
 def utc_now() -> datetime:
     """Now, in UTC: the default clock of the clients that stamp what they receive."""
     return datetime.now(UTC)

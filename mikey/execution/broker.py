@@ -23,7 +23,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mikey.domain.utc import require_utc
+from mikey.domain.utc import optional_utc, require_utc
 from mikey.errors import ConfigError
 from mikey.execution.halt import OrderKind
 from mikey.settings import Settings
@@ -95,10 +95,8 @@ class BrokerPosition(BaseModel):
     liquidation_price: float | None = Field(None, description="The broker's own liquidation price, if it keeps one.")
     proposal_id: str | None = Field(None, description="The proposal that opened it.")
 
-    @field_validator("opened_at", "closed_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else require_utc(value)
+    _utc = field_validator("opened_at")(require_utc)
+    _utc_optional = field_validator("closed_at")(optional_utc)
 
     def unrealised_pnl(self, price: float) -> float:
         """USD the open size would realise at ``price`` before fees (funding accrued so far is in ``funding``)."""

@@ -31,7 +31,7 @@ from mikey.execution import db
 from mikey.execution.broker import Broker, BrokerPosition, Fill, OrderRequest
 from mikey.execution.gates import GateReport, assess_at, run_gates
 from mikey.execution.halt import HaltState, read_halt
-from mikey.execution.proposals import OrderProposal, ProposalStore, Side, this_process
+from mikey.execution.proposals import RELEASED, OrderProposal, ProposalStore, Side, this_process
 from mikey.market.feed import PriceFeed
 from mikey.settings import Settings
 
@@ -156,11 +156,15 @@ class Executor:
         """The owner approves the order they were shown (``digest``); then it executes, once.
 
         A proposal the owner already approved with that digest, whose execution never started (the process stopped
-        in between), executes now: approving again is how the owner finishes it.
+        in between, or a halt refused its claim), executes now if it has not expired: approving again is how the
+        owner finishes it.
         """
         current = self.store.get(proposal_id)
         if (current.status == "approved" and current.user_id == user_id and digest == current.digest
                 and current.terms_digest() == current.digest):
+            if self._clock() >= current.expires_at:
+                raise InvalidInput(f"proposal {proposal_id} was approved but never executed, and it expired at "
+                                   f"{current.expires_at:%H:%M:%S} UTC; ask for a new proposal")
             return self.execute(proposal_id)
         self.store.approve(proposal_id, user_id=user_id, digest=digest)
         return self.execute(proposal_id)
@@ -226,6 +230,7 @@ class Executor:
             except BrokerUnavailable:
                 fill = None
             if fill is None:
+                self.store.release_claim(proposal.id)  # any later reconciliation (mikey positions list) settles it
                 return ExecutionResult(
                     proposal=self.store.get(proposal.id), outcome="in_flight", gates=gates,
                     message=f"The {self.broker.name} broker did not answer ({last}); whether the order executed is "
@@ -289,6 +294,8 @@ class Executor:
     # Reconciling --------------------------------------------------------------------------------------------------
 
     def _orphaned(self, proposal: OrderProposal) -> bool:
+        if proposal.claimed_by == RELEASED:
+            return True
         host, _, pid = (proposal.claimed_by or ":").rpartition(":")
         me = this_process()
         if proposal.claimed_by == me:

@@ -53,8 +53,8 @@ def _words(text: str) -> list[str]:
 
 def decide(reply: str) -> Decision | None:
     """``approve``, ``reject``, or None when the reply is not a plain yes or no (the proposal stays pending)."""
-    if re.search(r"\d", reply):
-        return None  # a number in the reply is a new term ("yes at 10x"): not an approval of the terms shown
+    if any(ch.isnumeric() for ch in unicodedata.normalize("NFKC", reply)):
+        return None  # a number (in any script: 10, ½, ⁵⁰, ①) is a new term ("yes at 10x"), not the terms shown
     words = _words(reply)
     if not words or len(words) > MAX_REPLY_WORDS:
         return None
@@ -72,12 +72,23 @@ def decide(reply: str) -> Decision | None:
 
 _REQUEST = re.compile(
     r"\b(approv\w*|execut\w*|confirm\w*|place\s+(?:the|an?|my|this)?\s*(?:order|trade)|submit\w*|"
-    r"open\s+(?:a\s+)?(?:\d+x\s+)?(?:long|short)|go\s+(?:long|short)|buy|sell)\b"
-    r"|\b(rais\w*|increas\w*|lift\w*|remov\w*|disabl\w*|bypass\w*|skip\w*|turn\s+off|switch\s+off)\b[^.!?\n]{0,40}"
-    r"\b(limits?|gates?|checks?|halt|kill\s*switch|approvals?|risk)\b", re.I)
+    r"open\s+(?:a\s+)?(?:\d+x\s+)?(?:long|short)|go\s+(?:long|short)|long|short|buy|sell|close\s+(?:all|every|my|the)|"
+    r"resume\s+trading|unhalt\w*)\b"
+    r"|\b(rais\w*|increas\w*|lift\w*|remov\w*|disabl\w*|bypass\w*|skip\w*|turn\s+off|switch\s+off|set)\b"
+    r"[^.!?\n]{0,40}\b(limits?|gates?|checks?|halt|kill\s*switch|approvals?|risk|leverage)\b", re.I)
 _AUTHORITY = re.compile(
-    r"\b(system|admin\w*|administrator|developer|operator|override|authori[sz]\w*|instruction\w*|ignore|disregard|"
-    r"new rules?|pretend|you are now|act as|jailbreak)\b", re.I)
+    r"\b(?:system|admin\w*|administrator|developer|operator|root|mikey)\s*(?:override|mode|message|prompt|note|"
+    r"instructions?|command|says|said|here|notice|alert|update)\b"
+    r"|\b(?:system|admin\w*|administrator|developer|operator)\s*:|\[\s*(?:system|admin\w*|developer|operator)\s*\]"
+    r"|\bby (?:the |an? )?(?:admin\w*|administrator|operator|system|developer)\b"
+    r"|\b(?:override|authori[sz]\w*|jailbreak|developer mode|you are now|act as|pretend(?: to be| you are)?)\b"
+    r"|\bas (?:the|an?|your) (?:admin\w*|operator|developer|system|owner)\b"
+    r"|\b(?:ignore|disregard|forget|bypass)\b[^.!?\n]{0,30}\b(?:previous|prior|above|earlier|instructions?|rules|"
+    r"limits?|checks?|gates?|kill\s*switch|halt|risk)\b"
+    r"|\bnew (?:rules?|instructions?)\s*:", re.I)
+"""Text that claims authority over MIKEY: a system/admin voice ("SYSTEM:", "admin says"), an override, a request to
+ignore earlier instructions, new rules. Words used in their ordinary sense ("exchange system outage", "SEC approves
+new rules") are not claims."""
 
 
 def execution_request(text: str) -> bool:

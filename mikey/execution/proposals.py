@@ -132,6 +132,10 @@ class OrderProposal(BaseModel):
                             position_id=self.position_id)
 
 
+RELEASED = "released"
+"""``claimed_by`` of a submitted proposal whose claimer gave up: any reconciliation may settle it."""
+
+
 def this_process() -> str:
     """``host:pid``, how a claim names its claimer."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -335,6 +339,13 @@ class ProposalStore:
         if won:
             self._log(proposal, "submitted", "system", "claimed for submission: the only claim that executes")
         return won
+
+    def release_claim(self, proposal_id: str) -> None:
+        """The claimer gave up waiting for the broker (its answer never came): the submitted proposal is left for any
+        process's reconciliation, which would otherwise leave a live claimer's proposals alone."""
+        with db.immediate(self._path) as conn:
+            conn.execute("UPDATE proposals SET claimed_by = ? WHERE id = ? AND status = 'submitted'",
+                         (RELEASED, proposal_id))
 
     def record_fill(self, proposal_id: str, *, fill_price: float, broker_ref: str | None = None) -> OrderProposal:
         """The broker filled it: ``submitted`` -> ``filled``, with the fill price and the broker's reference."""

@@ -140,8 +140,8 @@ def test_trade_is_only_proposed(client, model, ledger) -> None:
     assert proposal is not None and proposal.status == "awaiting_approval"
     assert (proposal.side, proposal.leverage, proposal.collateral) == ("long", 5.0, 300.0)
     assert proposal.entry_price == pytest.approx(float(SOL_PRICE))
-    assert "nothing is executed" in proposal.note.lower()
-    assert "never places a trade" in answer.notice
+    assert "nothing executes until you approve it" in proposal.note.lower()
+    assert "Nothing executes until you approve the proposal" in answer.notice
     assert all(tools is None for tools in model.tools_seen)
     assert llm_calls(ledger, "trade") == [("understand", "local"), ("analyze", "local")]
     assert len(client.get("/v1/chat/trade").json()["turns"]) == 2
