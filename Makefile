@@ -27,7 +27,7 @@ LLAMA_VERSION := $(shell sed -n 's/^llama_cpp_python==//p' $(LOCK))
 # source URL only, so it would hand back a wheel built earlier with other (native) flags.
 LLAMA_WHEELS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mikey/wheels/llama_cpp_python-$(LLAMA_VERSION)-$(ARCH)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | sha1sum | cut -c1-12)
 
-.PHONY: install dev chat test lint lock bench clean system-deps
+.PHONY: install dev chat test lint lock bench eval clean system-deps
 
 $(VENV)/.installed: pyproject.toml $(LOCK) Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,11 @@ system-deps:
 test: dev system-deps
 	$(PY) -m pytest
 
+# The shipped eval suites (evals/*.yaml) on the embedded defaults (offline and local groups); writes the HTML report
+# under MIKEY_HOME/evals/runs/<run>/ and exits 1 when a suite falls below its threshold.
+eval: install
+	$(VENV)/bin/mikey eval run --ci
+
 lint: dev
 	$(VENV)/bin/ruff check mikey tests benchmarks
 
@@ -84,6 +89,7 @@ bench: install
 	$(PY) benchmarks/sentiment_throughput.py
 	$(PY) benchmarks/risk_api.py
 	$(PY) benchmarks/chat_turn.py
+	$(PY) benchmarks/eval_matrix.py
 
 lock: install dev
 	{ head -n 2 $(LOCK); $(PIP) freeze --exclude-editable | grep -v '^-e'; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
