@@ -30,6 +30,7 @@ from mikey.router.ledger import Ledger  # noqa: E402
 from mikey.settings import Settings  # noqa: E402
 
 CASES, LATENCY, CONCURRENCY = 100, 0.1, 20
+WORKERS = 1
 GROUPS = ["gpt-4", "claude", "gemini"]
 
 
@@ -69,7 +70,7 @@ def one(bases: dict[str, str]) -> tuple[float, float, int, int]:
     timings = []
     for _ in range(2):
         runner = EvalRunner(settings, [suite()], chat_model=model, ledger=ledger, feed=ReplayFeed(),
-                            concurrency=CONCURRENCY, progress=False)
+                            concurrency=CONCURRENCY, progress=False, workers=WORKERS)
         started = time.perf_counter()
         records = runner.run()
         timings.append(time.perf_counter() - started)
@@ -101,7 +102,11 @@ def bare(bases: dict[str, str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    runs = parser.parse_args().runs
+    parser.add_argument("--workers", type=int, default=1, help="eval worker processes (the concurrency is shared)")
+    args = parser.parse_args()
+    runs = args.runs
+    global WORKERS
+    WORKERS = args.workers
     context = multiprocessing.get_context("spawn")
     queue, stop = context.Queue(), context.Event()
     child = context.Process(target=serve, args=(queue, stop), daemon=True)
@@ -117,7 +122,8 @@ def main() -> None:
     cold = statistics.median(r[0] for r in results)
     warm = statistics.median(r[1] for r in results)
     print(f"eval matrix: {CASES} cases x {len(GROUPS)} groups x 2 prompt versions = {CASES * len(GROUPS) * 2} calls, "
-          f"{LATENCY * 1000:.0f} ms each, concurrency {CONCURRENCY}; medians of {runs} runs")
+          f"{LATENCY * 1000:.0f} ms each, concurrency {CONCURRENCY} over {WORKERS} worker process(es); medians of "
+          f"{runs} runs")
     print(f"  first run: {cold:.2f} s against the ideal {ideal:.2f} s -> ratio {cold / ideal:.2f} (target <= 1.3); "
           f"provider calls {results[0][2]} (all in the first run)")
     print(f"  the same calls through the router alone (no eval runner): {direct:.2f} s -> ratio {direct / ideal:.2f}")

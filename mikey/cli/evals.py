@@ -46,6 +46,8 @@ def run(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Samples at once.")] = 8,
     group_limit: Annotated[list[str] | None, typer.Option("--group-limit", help="GROUP=N: at most N samples at "
                                                           "once in that group.")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Processes to split the samples over (hosted "
+                                         "groups are CPU-bound in one process past ~80 calls/s).")] = 1,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue this run id (only its missing samples "
                                                "run).")] = None,
     folder: Annotated[Path, typer.Option("--dir", help="Where the suites are.")] = Path("evals"),
@@ -70,7 +72,7 @@ def run(
         runner = EvalRunner(settings, found, chat_model=runtime.chat_model, ledger=runtime.ledger,
                             feed=runtime.feed, groups=_split(groups) or None, prompts=_split(prompts),
                             epochs=epochs, seed=seed, concurrency=concurrency, group_limits=_limits(group_limit),
-                            run_id=resume, progress=progress and not as_json)
+                            run_id=resume, progress=progress and not as_json, workers=workers)
         records = runner.run()
     manifest = read_manifest(runner.run_dir)
     summaries = cell_summary(records)

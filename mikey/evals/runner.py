@@ -14,6 +14,7 @@ computes only what is missing.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import sqlite3
@@ -133,9 +134,12 @@ class EvalRunner:
     def __init__(self, settings: Settings, suites: list[Suite], *, chat_model: Any, ledger: Any, feed: Any,
                  groups: list[str] | None = None, prompts: list[str] | None = None, epochs: int | None = None,
                  seed: int = 0, concurrency: int = 8, group_limits: dict[str, int] | None = None,
-                 run_id: str | None = None, progress: bool = True) -> None:
+                 run_id: str | None = None, progress: bool = True, workers: int = 1) -> None:
         if concurrency < 1:
             raise InvalidInput(f"concurrency must be at least 1, not {concurrency}")
+        if workers < 1:
+            raise InvalidInput(f"workers must be at least 1, not {workers}")
+        self.workers = workers
         self.settings = settings
         self.suites = suites
         self.chat_model = chat_model
@@ -144,7 +148,10 @@ class EvalRunner:
         self.epochs = epochs
         self.seed = seed
         self.concurrency = concurrency
-        self.group_limits = group_limits or {}
+        self.group_limits_total = dict(group_limits or {})
+        # Limits are for the whole run: each of ``workers`` processes takes its share.
+        self.process_concurrency = -(-concurrency // workers)
+        self.group_limits = {g: max(1, -(-n // workers)) for g, n in self.group_limits_total.items()}
         self.progress = progress
         self.run_id = run_id or f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
         self.run_dir = runs_dir(settings) / self.run_id
@@ -216,7 +223,7 @@ class EvalRunner:
     def _semaphore(self, group: str) -> threading.Semaphore:
         with self._write_lock:
             if group not in self._semaphores:
-                self._semaphores[group] = threading.Semaphore(self.group_limits.get(group, self.concurrency))
+                self._semaphores[group] = threading.Semaphore(self.group_limits.get(group, self.process_concurrency))
             return self._semaphores[group]
 
     def run_sample(self, sample: Sample) -> SampleRecord:
@@ -249,12 +256,15 @@ class EvalRunner:
             model=usage.get("model"), cached=was_cached, error=error, key=sample.key,
             finished_at=datetime.now(UTC))
         with self._write_lock, (self.run_dir / "samples.jsonl").open("a", encoding="utf-8") as log:
+            fcntl.flock(log, fcntl.LOCK_EX)  # worker processes append to the same log: whole lines, one at a time
             log.write(record.model_dump_json() + "\n")
+            log.flush()
+            fcntl.flock(log, fcntl.LOCK_UN)
         return record
 
     # -- the run ----------------------------------------------------------------------------------------------------
-    def run(self, *, on_record: Callable[[SampleRecord], None] | None = None) -> list[SampleRecord]:
-        """Run every sample not yet in this run's log; every record of the run, in the log's order."""
+    def evaluate(self, samples: list[Sample], *, on_record: Callable[[SampleRecord], None] | None = None) -> None:
+        """Run ``samples`` through pydantic-evals in this process (records appended to the run's log)."""
         import warnings
 
         # pydantic-ai (under pydantic-evals) defines provider TypedDicts with ReadOnly items; pydantic warns on import.
@@ -263,19 +273,9 @@ class EvalRunner:
         from pydantic_evals import Case, Dataset
         from pydantic_evals.evaluators import EvaluationReason, Evaluator, EvaluatorContext
 
-        samples = self.samples()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        manifest_path = self.run_dir / "run.json"
-        if manifest_path.exists():
-            started = read_manifest(self.run_dir).started_at
-            done = {r.key for r in read_records(self.run_dir)}
-        else:
-            started, done = None, set()
-        manifest = self.manifest()
-        if started is not None:
-            manifest = manifest.model_copy(update={"started_at": started})
-        manifest_path.write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
-        todo = {f"{i}": s for i, s in enumerate(samples) if s.key not in done}
+        if not samples:
+            return
+        todo = {f"{i}": s for i, s in enumerate(samples)}
 
         class RecordedScores(Evaluator):
             """The scores MIKEY's scorers gave, as pydantic-evals results (one per scorer)."""
@@ -291,19 +291,47 @@ class EvalRunner:
                 on_record(record)
             return record
 
-        if todo:
-            cases = [Case(name=f"{s.suite.name}/{s.case.id}/{s.cell.label}/{s.epoch}", inputs=i)
-                     for i, s in todo.items()]
-            dataset = Dataset(name=self.run_id, cases=cases, evaluators=[RecordedScores()])
-            try:
-                report = dataset.evaluate_sync(task, name=self.run_id, max_concurrency=self.concurrency,
-                                               progress=self.progress)
-            finally:
-                self.targets.close()
-            if report.failures:  # a scorer's configuration or a case's shape: the same for every sample like it
-                first = report.failures[0]
-                raise InvalidInput(f"{len(report.failures)} sample(s) could not be scored; first, "
-                                   f"{first.name}: {first.error_message}")
+        cases = [Case(name=f"{s.suite.name}/{s.case.id}/{s.cell.label}/{s.epoch}", inputs=i) for i, s in todo.items()]
+        dataset = Dataset(name=self.run_id, cases=cases, evaluators=[RecordedScores()])
+        try:
+            report = dataset.evaluate_sync(task, name=self.run_id, max_concurrency=self.process_concurrency,
+                                           progress=self.progress)
+        finally:
+            self.targets.close()
+        if report.failures:  # a scorer's configuration or a case's shape: the same for every sample like it
+            first = report.failures[0]
+            raise InvalidInput(f"{len(report.failures)} sample(s) could not be scored; first, "
+                               f"{first.name}: {first.error_message}")
+
+    def run(self, *, on_record: Callable[[SampleRecord], None] | None = None) -> list[SampleRecord]:
+        """Run every sample not yet in this run's log (split over ``workers`` processes); every record of the run."""
+        samples = self.samples()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        manifest_path = self.run_dir / "run.json"
+        if manifest_path.exists():
+            started = read_manifest(self.run_dir).started_at
+            done = {r.key for r in read_records(self.run_dir)}
+        else:
+            started, done = None, set()
+        manifest = self.manifest()
+        if started is not None:
+            manifest = manifest.model_copy(update={"started_at": started})
+        manifest_path.write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+        todo = [s for s in samples if s.key not in done]
+        # Cached samples cost no call: they stay in this process; only the others are split over the workers.
+        hits = [s for s in todo if self.cache.get(s.key) is not None] if self.workers > 1 else []
+        misses = [s for s in todo if s not in hits] if hits else todo
+        workers = self.workers if len(misses) >= 2 * self.workers else 1
+        shards = [misses[i::workers] for i in range(workers)]
+        shards[0] = hits + shards[0]
+        children = [_spawn_shard(self, [s.key for s in shard]) for shard in shards[1:] if shard]
+        try:
+            self.evaluate(shards[0], on_record=on_record)
+        finally:
+            failures = [_join_shard(child) for child in children]
+        failures = [f for f in failures if f]
+        if failures:
+            raise InvalidInput(f"a worker process failed: {failures[0]}")
         self.cache.close()
         manifest = manifest.model_copy(update={"finished_at": datetime.now(UTC)})
         manifest_path.write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
@@ -319,3 +347,57 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+# -- worker processes ----------------------------------------------------------------------------------------------
+# The router's sync path costs ~12 ms of CPU per call in litellm, which the GIL serialises: past a few calls at once a
+# process is CPU-bound. ``workers`` splits a run's samples over processes (spawned: each builds its own router and
+# ledger over the same files); every worker appends to the run's log and shares the cache.
+
+
+def _shard_main(settings: Settings, suites: list[Suite], options: dict[str, Any], keys: list[str],
+                errors: Any) -> None:
+    from mikey.market.feeds import open_feed
+    from mikey.router.chat_model import RouterChatModel
+    from mikey.router.ledger import Ledger
+
+    try:
+        ledger = Ledger(settings.ledger_db)
+        model = RouterChatModel(settings, ledger=ledger)
+        try:
+            runner = EvalRunner(settings, suites, chat_model=model, ledger=ledger, feed=open_feed(settings),
+                                progress=False, **options)
+            wanted = set(keys)
+            runner.evaluate([s for s in runner.samples() if s.key in wanted])
+            runner.cache.close()
+        finally:
+            model.close()
+            ledger.close()
+    except BaseException as exc:  # reported to the parent, which raises it with the worker's message
+        errors.put(f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _spawn_shard(parent: EvalRunner, keys: list[str]) -> tuple[Any, Any]:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    errors = context.Queue()
+    options = {"groups": parent.groups, "prompts": parent.prompt_overrides, "epochs": parent.epochs,
+               "seed": parent.seed, "concurrency": parent.concurrency, "group_limits": parent.group_limits_total,
+               "run_id": parent.run_id, "workers": parent.workers}
+    process = context.Process(target=_shard_main, args=(parent.settings, parent.suites, options, keys, errors),
+                              name="mikey-eval-worker", daemon=True)
+    process.start()
+    return process, errors
+
+
+def _join_shard(child: tuple[Any, Any]) -> str | None:
+    import queue
+
+    process, errors = child
+    process.join()
+    try:
+        return errors.get_nowait()
+    except queue.Empty:
+        return None if process.exitcode == 0 else f"exit code {process.exitcode}"
