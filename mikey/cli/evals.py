@@ -161,3 +161,41 @@ def list_suites(
             f" {suite.target.node}" if suite.target.node else "")
         typer.echo(f"{suite.name:<18} {target:<28} {len(suite.cases):>4} cases  groups {','.join(suite.groups)}  "
                    f"scorers {','.join(s.name for s in suite.scorers)}")
+
+
+@eval_app.command("breakdown")
+def breakdown(
+    run_ref: Annotated[str, typer.Argument(help="Run id, path, or 'latest'.")] = "latest",
+    by: Annotated[str, typer.Option("--by", help="What to group samples by: a path into the case's expected "
+                                    "(expected.kind), or 'tag'.")] = "expected.kind",
+    suite: Annotated[str | None, typer.Option("--suite", help="Only this suite.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Scores of a run broken down by a label of the cases (e.g. the intent suite per expected kind)."""
+    from mikey.evals.runner import read_records, resolve_run
+    from mikey.evals.scorers import at_path
+
+    records = [r for r in read_records(resolve_run(load_settings(), run_ref)) if suite is None or r.suite == suite]
+    groups: dict[tuple[str, str, str], list[tuple[float, bool | None]]] = {}
+    for r in records:
+        if by == "tag":
+            keys = [str(t) for t in (getattr(r, "tags", None) or [])] or ["(no tag)"]
+        else:
+            keys = [str(at_path({"expected": r.expected, "input": r.input}, by))]
+        for key in keys:
+            for name, s in r.scores.items():
+                if not s.skipped:
+                    groups.setdefault((r.cell.label, name, key), []).append((s.value, s.passed))
+    rows = []
+    for (cell, name, key), values in sorted(groups.items()):
+        verdicts = [p for _, p in values if p is not None]
+        rows.append({"cell": cell, "scorer": name, "group": key, "n": len(values),
+                     "mean": sum(v for v, _ in values) / len(values),
+                     "pass_rate": sum(verdicts) / len(verdicts) if verdicts else None})
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for row in rows:
+        rate = "-" if row["pass_rate"] is None else f"{row['pass_rate']:.1%}"
+        typer.echo(f"{row['cell']:<12} {row['scorer']:<18} {row['group']:<12} n={row['n']:<4} mean {row['mean']:.1%}  "
+                   f"pass {rate}")

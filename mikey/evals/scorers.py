@@ -146,14 +146,16 @@ INTENT_FIELDS = ("kind", "markets", "side", "leverage", "collateral", "order", "
 @scorer("intent")
 def intent(output: Any, expected: Any, options: dict[str, Any], ctx: ScoreContext) -> Score:
     """Share of the labelled fields the parse got right; passed only when all are right. ``markets`` compares as a
-    set against the intent's ``symbols``; numbers within 1e-6 relative."""
+    set against the intent's ``symbols``; numbers within 1e-6 relative. Option ``fields`` restricts the check (e.g.
+    ``[kind]``, or the position fields)."""
     if not isinstance(output, dict):
         return _verdict(False, "no intent")
     if not isinstance(expected, dict):
         raise InvalidInput("intent: the case's expected is a mapping of intent fields")
     got = {**output, "markets": output.get("symbols", output.get("markets"))}
     wrong = []
-    fields = [f for f in INTENT_FIELDS if f in expected]
+    only = options.get("fields")
+    fields = [f for f in INTENT_FIELDS if f in expected and (not only or f in only)]
     for name in fields:
         want, have = expected[name], got.get(name)
         if name == "markets":
@@ -166,7 +168,9 @@ def intent(output: Any, expected: Any, options: dict[str, Any], ctx: ScoreContex
             same = want == have
         if not same:
             wrong.append(f"{name}: got {have!r}, expected {want!r}")
-    value = (len(fields) - len(wrong)) / len(fields) if fields else 0.0
+    if not fields:
+        return Score(value=0.0, skipped=True, reason="no labelled field to check")
+    value = (len(fields) - len(wrong)) / len(fields)
     return Score(value=value, passed=not wrong, reason="; ".join(wrong) or "all fields right")
 
 
