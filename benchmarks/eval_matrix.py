@@ -38,7 +38,8 @@ def suite() -> Suite:
     cases = [EvalCase(id=f"h{i:03d}", input={"headline": f"Headline number {i}: SOL rallies after upgrade"},
                       expected="positive") for i in range(CASES)]
     return Suite(name="bench", target=TargetSpec(kind="prompt", prompt="eval/sentiment", versions=[1, 2]),
-                 groups=GROUPS, cases=cases, scorers=[ScorerSpec(type="exact", normalize=True)])
+                 groups=GROUPS, cases=cases, scorers=[ScorerSpec(type="exact", normalize=True,
+                                                                     labels=["positive", "negative", "neutral"])])
 
 
 def serve(bases: multiprocessing.Queue, stop: multiprocessing.Event) -> None:  # type: ignore[type-arg]

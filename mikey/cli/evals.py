@@ -60,13 +60,15 @@ def run(
     from rich.console import Console
 
     from mikey.evals.report import summary_table, threshold_failures, write_html
-    from mikey.evals.runner import EvalRunner, read_manifest
+    from mikey.evals.runner import EvalRunner, read_manifest, runs_dir
     from mikey.evals.stats import cell_summary
     from mikey.evals.suite import find_suites
     from mikey.runtime import open_runtime
 
     settings = load_settings()
     found = find_suites(folder, suites or None)
+    if resume is not None and not (runs_dir(settings) / resume / "run.json").exists():
+        raise InvalidInput(f"no eval run {resume!r} to resume (runs are in {runs_dir(settings)})")
     chosen = _split(groups) or sorted({g for s in found for g in s.groups})
     with open_runtime(settings, memory=None, news=None, warm_local="local" in chosen) as runtime:
         runner = EvalRunner(settings, found, chat_model=runtime.chat_model, ledger=runtime.ledger,
@@ -89,8 +91,10 @@ def run(
         spent = sum(r.cost_usd for r in records if not r.cached)
         console.print(f"{len(records)} samples ({sum(r.cached for r in records)} from the cache), {spent:.4f} USD "
                       f"spent this run. Report: {report}", highlight=False)
+        from rich.markup import escape
+
         for failure in failures:
-            console.print(f"[red]below threshold:[/red] {failure}", highlight=False)
+            console.print(f"[red]below threshold:[/red] {escape(failure)}", highlight=False)
     if ci and failures:
         raise typer.Exit(1)
 

@@ -60,6 +60,7 @@ class SampleRecord(BaseModel):
     cached: bool = Field(False, description="Answered from the eval cache: no model call was made.")
     error: str | None = None
     key: str = Field(description="Cache key: a hash of everything that determines the output.")
+    thread_id: str | None = Field(None, description="The thread the sample's model calls were made under (ledger).")
     finished_at: datetime
 
     @property

@@ -43,6 +43,12 @@ class Sample:
     cell: Cell
     epoch: int
     key: str
+    """The cache key: what the output depends on (two cases with the same input share it)."""
+
+    @property
+    def sample_id(self) -> tuple[str, str, str, int]:
+        """Which sample of the run it is (``SampleRecord.sample_id``): suite, case, cell and epoch."""
+        return self.suite.name, self.case.id, self.cell.label, self.epoch
 
 
 @cache
@@ -103,6 +109,15 @@ def read_records(run_dir: Path) -> list[SampleRecord]:
         except ValueError:
             continue
     return records
+
+
+def _cut_partial_line(path: Path) -> None:
+    """Drop a last line an interrupted write left without its newline, so the next record starts a line of its own."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
 def read_manifest(run_dir: Path) -> RunManifest:
@@ -192,7 +207,8 @@ class EvalRunner:
             depends = {"source": source_fingerprint()}
         else:
             depends = {"source": source_fingerprint()}
-        material = {"target": suite.target.model_dump(), "input": case.input, "cell": cell.model_dump(),
+        target = suite.target.model_dump(exclude={"versions"})  # the cell names its own version
+        material = {"target": target, "input": case.input, "cell": cell.model_dump(),
                     "deployments": deployments, "epoch": epoch, "settings": self._output_settings(), **depends}
         return hashlib.sha256(_canonical(material).encode()).hexdigest()
 
@@ -229,7 +245,8 @@ class EvalRunner:
     def run_sample(self, sample: Sample) -> SampleRecord:
         suite, case, cell = sample.suite, sample.case, sample.cell
         cached = self.cache.get(sample.key)
-        thread_id = f"eval-{sample.key[:16]}"
+        which = hashlib.sha256(_canonical(sample.sample_id).encode()).hexdigest()[:8]
+        thread_id = f"eval-{sample.key[:16]}-{which}"  # a thread per sample: twins with one input never share one
         if cached is not None:
             output, usage, was_cached = cached["output"], cached, True
             error = cached.get("error")
@@ -253,7 +270,7 @@ class EvalRunner:
             target=suite.target.kind, input=case.input, expected=case.expected, output=output, scores=scores,
             tokens_in=int(usage.get("tokens_in") or 0), tokens_out=int(usage.get("tokens_out") or 0),
             cost_usd=float(usage.get("cost_usd") or 0.0), latency_s=float(usage.get("latency_s") or 0.0),
-            model=usage.get("model"), cached=was_cached, error=error, key=sample.key,
+            model=usage.get("model"), cached=was_cached, error=error, key=sample.key, thread_id=thread_id,
             finished_at=datetime.now(UTC))
         with self._write_lock, (self.run_dir / "samples.jsonl").open("a", encoding="utf-8") as log:
             fcntl.flock(log, fcntl.LOCK_EX)  # worker processes append to the same log: whole lines, one at a time
@@ -310,29 +327,30 @@ class EvalRunner:
         manifest_path = self.run_dir / "run.json"
         if manifest_path.exists():
             started = read_manifest(self.run_dir).started_at
-            done = {r.key for r in read_records(self.run_dir)}
+            _cut_partial_line(self.run_dir / "samples.jsonl")
+            done = {r.sample_id for r in read_records(self.run_dir) if r.error is None}  # failed samples run again
         else:
             started, done = None, set()
         manifest = self.manifest()
         if started is not None:
             manifest = manifest.model_copy(update={"started_at": started})
         manifest_path.write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
-        todo = [s for s in samples if s.key not in done]
+        todo = [s for s in samples if s.sample_id not in done]
         # Cached samples cost no call: they stay in this process; only the others are split over the workers.
         hits = [s for s in todo if self.cache.get(s.key) is not None] if self.workers > 1 else []
         misses = [s for s in todo if s not in hits] if hits else todo
         workers = self.workers if len(misses) >= 2 * self.workers else 1
         shards = [misses[i::workers] for i in range(workers)]
         shards[0] = hits + shards[0]
-        children = [_spawn_shard(self, [s.key for s in shard]) for shard in shards[1:] if shard]
+        children = [_spawn_shard(self, [s.sample_id for s in shard]) for shard in shards[1:] if shard]
         try:
             self.evaluate(shards[0], on_record=on_record)
         finally:
             failures = [_join_shard(child) for child in children]
+            self.cache.close()
         failures = [f for f in failures if f]
         if failures:
             raise InvalidInput(f"a worker process failed: {failures[0]}")
-        self.cache.close()
         manifest = manifest.model_copy(update={"finished_at": datetime.now(UTC)})
         manifest_path.write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
         return read_records(self.run_dir)
@@ -355,8 +373,8 @@ def _git_commit() -> str | None:
 # ledger over the same files); every worker appends to the run's log and shares the cache.
 
 
-def _shard_main(settings: Settings, suites: list[Suite], options: dict[str, Any], keys: list[str],
-                errors: Any) -> None:
+def _shard_main(settings: Settings, suites: list[Suite], options: dict[str, Any],
+                ids: list[tuple[str, str, str, int]], errors: Any) -> None:
     from mikey.market.feeds import open_feed
     from mikey.router.chat_model import RouterChatModel
     from mikey.router.ledger import Ledger
@@ -367,8 +385,8 @@ def _shard_main(settings: Settings, suites: list[Suite], options: dict[str, Any]
         try:
             runner = EvalRunner(settings, suites, chat_model=model, ledger=ledger, feed=open_feed(settings),
                                 progress=False, **options)
-            wanted = set(keys)
-            runner.evaluate([s for s in runner.samples() if s.key in wanted])
+            wanted = set(ids)
+            runner.evaluate([s for s in runner.samples() if s.sample_id in wanted])
             runner.cache.close()
         finally:
             model.close()
@@ -378,7 +396,7 @@ def _shard_main(settings: Settings, suites: list[Suite], options: dict[str, Any]
         raise
 
 
-def _spawn_shard(parent: EvalRunner, keys: list[str]) -> tuple[Any, Any]:
+def _spawn_shard(parent: EvalRunner, ids: list[tuple[str, str, str, int]]) -> tuple[Any, Any]:
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
@@ -386,7 +404,7 @@ def _spawn_shard(parent: EvalRunner, keys: list[str]) -> tuple[Any, Any]:
     options = {"groups": parent.groups, "prompts": parent.prompt_overrides, "epochs": parent.epochs,
                "seed": parent.seed, "concurrency": parent.concurrency, "group_limits": parent.group_limits_total,
                "run_id": parent.run_id, "workers": parent.workers}
-    process = context.Process(target=_shard_main, args=(parent.settings, parent.suites, options, keys, errors),
+    process = context.Process(target=_shard_main, args=(parent.settings, parent.suites, options, ids, errors),
                               name="mikey-eval-worker", daemon=True)
     process.start()
     return process, errors

@@ -69,18 +69,20 @@ def exact(output: Any, expected: Any, options: dict[str, Any], ctx: ScoreContext
     got = at_path(output, options.get("path"))
     want = options.get("value", expected)
     if options.get("normalize"):
-        got = _normalize(got, want)
+        got = _normalize(got, options.get("labels"))
         want = want.strip().lower() if isinstance(want, str) else want
     return _verdict(got == want, f"got {got!r:.80}, expected {want!r:.80}")
 
 
-def _normalize(got: Any, want: Any) -> Any:
-    """Text reduced to the first expected-looking word: 'Positive.' and ' positive\\n' are 'positive'."""
+def _normalize(got: Any, labels: list[str] | None) -> Any:
+    """A free-text answer reduced to the label it gives: with ``labels``, the one label word it contains ('Positive.',
+    'Sentiment: positive' -> 'positive'; an answer naming two labels gives none); without, its first word."""
     if not isinstance(got, str):
         return got
     words = re.findall(r"[a-z]+", got.lower())
-    if isinstance(want, str) and want.lower() in words:
-        return want.lower()  # the label appears as a word; a model that writes around it still said it
+    if labels:
+        named = {w for w in words if w in {label.lower() for label in labels}}
+        return named.pop() if len(named) == 1 else ""
     return words[0] if words else ""
 
 
@@ -258,10 +260,16 @@ def judge(output: Any, expected: Any, options: dict[str, Any], ctx: ScoreContext
     rubric = options.get("rubric")
     if not rubric or ctx.chat_model is None:
         raise InvalidInput("judge: needs a 'rubric' and the router")
+    from mikey.errors import ConfigError
+
     judged_family = ctx.chat_model.groups[ctx.group].family if ctx.group in ctx.chat_model.groups else "other"
     excluded = frozenset({judged_family}) if judged_family not in ("local", "offline", "other") else frozenset()
-    chain = [g for g in ctx.chat_model.chain("judge", offline=False, exclude_families=excluded) if g != ctx.group]
-    hosted = [g for g in chain if g not in ("offline",)]
+    try:
+        chain = [g for g in ctx.chat_model.chain("judge", offline=False, exclude_families=excluded) if g != ctx.group]
+    except ConfigError:
+        chain = []
+    # Hosted judges only: the offline writer cannot grade, and SmolLM2-135M grades no better than chance.
+    hosted = [g for g in chain if g not in ("offline", "local")]
     if not hosted:
         return Score(value=0.0, skipped=True, reason=f"no judge outside the {judged_family} family is usable")
     messages = [
