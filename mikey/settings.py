@@ -200,6 +200,12 @@ class Settings(BaseSettings):
     solana_sign_only: bool = Field(
         False, description="Return the signed-off base64 transaction for an external wallet instead of sending it.")
 
+    # Alerts -------------------------------------------------------------------------------------------------------
+    alert_webhook_url: str | None = Field(
+        None, description="Where a fired alert is POSTed as JSON (besides the terminal); unset: terminal only.")
+    alert_webhook_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key of the X-Mikey-Signature header; a webhook without one is never sent to.")
+
     @field_validator("default_model")
     @classmethod
     def _known_group(cls, value: str | None) -> str | None:
@@ -255,6 +261,11 @@ class Settings(BaseSettings):
     def sandbox_dir(self) -> Path:
         """The sandbox broker's LiteSVM accounts, kept between commands."""
         return self.home / "sandbox"
+
+    @property
+    def alerts_db(self) -> Path:
+        """SQLite file of the alert rules set from chat or ``mikey alerts add``, and whether each fired."""
+        return self.home / "alerts.sqlite"
 
     @property
     def market_db(self) -> Path:

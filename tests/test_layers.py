@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mikey"
 LAYERS: dict[str, int] = {
     "mikey.domain": 0, "mikey.settings": 0, "mikey.errors": 0,
     "mikey.memory": 1,
-    "mikey.market": 2, "mikey.analysis": 2, "mikey.risk": 2, "mikey.execution": 2,
+    "mikey.market": 2, "mikey.analysis": 2, "mikey.risk": 2, "mikey.execution": 2, "mikey.alerts": 2,
     "mikey.tools": 3, "mikey.router": 3,
     "mikey.agents": 4,
     "mikey.evals": 5,

@@ -31,7 +31,7 @@ from langgraph.types import Command
 from pydantic import BaseModel
 
 from mikey import domain
-from mikey.agents import orders, understand
+from mikey.agents import dialogue, orders, understand
 from mikey.agents.gather import gather
 from mikey.agents.prompts import load_prompt
 from mikey.agents.state import ChatContext, ChatState, Turn
@@ -42,6 +42,7 @@ from mikey.execution.guard import decide, execution_request
 from mikey.market import symbols
 from mikey.router.offline import facts_block
 from mikey.settings import Settings
+from mikey.tools import market as market_tools
 
 ANALYZE_PROMPT = "chat/analyze"
 SIGNAL_VIEW_PROMPT = "chat/signal_view"
@@ -75,7 +76,9 @@ def understand_node(state: ChatState, config: RunnableConfig, runtime: Runtime[C
         intent = intent.model_copy(update={"symbols": favourites[:3],
                                            "kind": "compare" if len(favourites) > 1 else "analysis"})
         why = " ".join(filter(None, [why, f"No market named; your favourite markets: {', '.join(favourites)}."]))
-    draft = None
+    intent, carried = dialogue.follow_up(intent, state["message"], state.get("dialogue"))
+    why = " ".join(filter(None, [why, carried])) or None
+    draft = getattr(intent, "clarify", None)
     awaiting = state.get("awaiting")
     if decide(state["message"]) is not None:  # a bare "yes" or "no" that resumed nothing: say why, guess nothing
         intent = Intent(kind="smalltalk")
@@ -90,7 +93,7 @@ def understand_node(state: ChatState, config: RunnableConfig, runtime: Runtime[C
                                  actor=f"user:{ctx.user}", text=state["message"])
     return {"intent": intent, "preferences": preferences, "facts": None, "proposal": None, "draft": draft,
             "writer_group": None, "writer_model": None, "notice": why, "grounding": None, "answer": None,
-            "approval": None}
+            "approval": None, "assumed": None, "comparison": None}
 
 
 def _preferences(ctx: ChatContext) -> dict[str, str]:
@@ -104,6 +107,12 @@ def _preferences(ctx: ChatContext) -> dict[str, str]:
 
 def _after_understand(state: ChatState) -> str:
     intent = state["intent"]
+    if state.get("draft"):  # already answered by understand: a clarifying question, a bare yes/no
+        return "respond"
+    if intent.kind == "explain":
+        return "explain"
+    if intent.kind == "alert":
+        return "alert"
     if intent.kind == "trade" and intent.order in ("close", "reduce"):
         return "position"
     if intent.kind == "portfolio":
@@ -119,8 +128,8 @@ def gather_node(state: ChatState, config: RunnableConfig, runtime: Runtime[ChatC
     got = gather(ctx, intent, state["message"], prefs)
     notes = [state.get("notice"), _scope_notice(intent), *got.notes]
     orders.screen_untrusted(ctx, got.facts, _thread(config))
-    update: dict[str, Any] = {"facts": got.facts, "proposal": got.proposal,
-                              "notice": " ".join(n for n in notes if n) or None}
+    update: dict[str, Any] = {"facts": got.facts, "proposal": got.proposal, "assumed": got.assumed,
+                              "comparison": got.comparison, "notice": " ".join(n for n in notes if n) or None}
     if got.proposal is not None and ctx.executor is not None:
         tolerance = intent.risk_tolerance or prefs.get("risk_tolerance")
         stored = orders.store_open(ctx, got.proposal, got.facts, _thread(config), tolerance)
@@ -217,6 +226,45 @@ def _join(*notes: str | None) -> str | None:
     return " ".join(n for n in notes if n) or None
 
 
+def explain_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    """"What does RSI mean?": the glossary's definition and source (recalled by meaning from the vector store), with
+    the named market's current value; a question the glossary does not cover goes on to the market answer."""
+    from mikey.agents.glossary import explain, lookup
+
+    ctx, intent = runtime.context, state["intent"]
+    entry = lookup(state["message"], ctx.memory, market_named=bool(intent.symbols))
+    if entry is None:
+        return {}
+    symbol = intent.symbols[0] if intent.symbols else None
+    values = None
+    if symbol and entry.fact:
+        try:
+            values = market_tools.get_indicators(ctx.feed, symbol)
+        except MikeyError:
+            values = None
+    return {"draft": explain(entry, symbol, values)}
+
+
+def _after_explain(state: ChatState) -> str:
+    if state.get("draft"):
+        return "respond"
+    intent = state["intent"]
+    return "gather" if intent.symbols else "respond"
+
+
+def alert_node(state: ChatState, config: RunnableConfig, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    """"Ping me if btc drops below 25k": an alert rule stored for the user, evaluated by `mikey insights --every`
+    and the ingestion pipeline."""
+    from mikey.alerts.chat import set_from_message
+
+    ctx, intent = runtime.context, state["intent"]
+    try:
+        text = set_from_message(ctx.settings, ctx.feed, ctx.user, _thread(config), state["message"], intent.symbols)
+    except MikeyError as exc:
+        text = f"I could not set that alert: {exc}"
+    return {"draft": text}
+
+
 def respond_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     """Assemble the answer and add the turn to the thread's history."""
     intent = state["intent"]
@@ -227,7 +275,14 @@ def respond_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, A
         answer = Answer(text=text, group=RULES, model=RULES, intent=intent, notice=state.get("notice"),
                         proposal=state.get("proposal"))
     else:
-        answer = Answer(text=state["draft"] or "", facts=state["facts"], group=state["writer_group"],
+        text = state["draft"] or ""
+        if state.get("assumed"):  # said in the answer itself, not only in the notice
+            text = f"Assumed {state['assumed']} (not in your question).\n{text}"
+        if state.get("comparison"):
+            text = f"{text}\n{state['comparison']}"
+            if runtime.context.stream:
+                runtime.stream_writer({"text": f"\n{state['comparison']}"})
+        answer = Answer(text=text, facts=state["facts"], group=state["writer_group"],
                         model=state["writer_model"], grounding=state["grounding"], notice=state.get("notice"),
                         intent=intent, proposal=state.get("proposal"))
     turns: list[Turn] = [
@@ -235,7 +290,7 @@ def respond_node(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, A
         {"role": "assistant", "content": answer.text, "symbols": intent.symbols, "group": answer.group,
          "kind": intent.kind},
     ]
-    return {"answer": answer, "history": turns}
+    return {"answer": answer, "history": turns, "dialogue": dialogue.remember(intent, state.get("dialogue"))}
 
 
 def _rules_text(intent: Intent, preferences: dict[str, str]) -> str:
@@ -253,7 +308,11 @@ def _rules_text(intent: Intent, preferences: dict[str, str]) -> str:
         return ("I don't see your positions: MIKEY holds no account data. Ask about a position instead, for example: "
                 "How risky is a 5x long on SOL with 300 USDC?")
     if intent.kind == "smalltalk":
-        return f"Hi, I'm MIKEY. Ask me about {markets}, for example: How is SOL doing?"
+        return ("Hi, I'm MIKEY, a market-analysis assistant for Solana perpetuals. I give prices and a technical "
+                "analysis computed by code, assess the risk of a position (liquidation price, VaR), explain terms "
+                "like RSI or funding, compare markets, set price and indicator alerts, and propose trades that "
+                f"execute only when you approve them (paper trading by default). Ask me about {markets}, for "
+                "example: How is SOL doing?")
     return f"I couldn't tell which market you mean. Markets I cover: {markets}. Try: How is SOL doing?"
 
 
@@ -287,8 +346,13 @@ def build_chat_graph(checkpointer: Any) -> Any:
     graph.add_node("position", orders.position_node)
     graph.add_node("portfolio", orders.portfolio_node)
     graph.add_node("approval", orders.approval_node)
+    graph.add_node("explain", explain_node)
+    graph.add_node("alert", alert_node)
     graph.add_edge(START, "understand")
-    graph.add_conditional_edges("understand", _after_understand, ["gather", "respond", "position", "portfolio"])
+    graph.add_conditional_edges("understand", _after_understand,
+                                ["gather", "respond", "position", "portfolio", "explain", "alert"])
+    graph.add_conditional_edges("explain", _after_explain, ["gather", "respond"])
+    graph.add_edge("alert", "respond")
     graph.add_edge("gather", "analyze")
     graph.add_edge("analyze", "respond")
     graph.add_edge("position", "respond")

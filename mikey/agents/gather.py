@@ -34,6 +34,10 @@ class Gathered:
     facts: Facts
     proposal: TradeProposal | None = None
     notes: list[str] = field(default_factory=list)
+    assumed: str | None = None
+    """Values the answer assumed because the question did not give them ("1x leverage, 1,000 USD collateral")."""
+    comparison: str | None = None
+    """The computed winners of a comparison, in one line (code-written)."""
 
 
 def plan(intent: Intent) -> list[str]:
@@ -75,14 +79,43 @@ def gather(ctx: ChatContext, intent: Intent, message: str, preferences: dict[str
                                              "signal": report.signal})
         facts.compared = [f.result() for f in compared]
     gathered = Gathered(facts=facts)
-    if position is not None and position.get("assumed"):
-        gathered.notes.append(f"Assumed {position['assumed']} (not given in the question).")
+    if position is not None and position.get("assumed") and intent.kind != "trade":
+        gathered.assumed = position["assumed"]
+    if facts.compared:
+        gathered.comparison = comparison_line(facts)
     if intent.kind == "trade":
         gathered.proposal, missing = _proposal(intent, facts)
         if missing:
             gathered.notes.append(f"To propose a trade I need the {', '.join(missing)} in your message, e.g. "
                                   f"\"open a 5x long on {symbol} with 300 USDC\". Nothing was proposed.")
+        elif gathered.proposal is None:
+            reason = next((p.error for p in facts.provenance if p.tool == "risk" and p.error), None)
+            gathered.notes.append(f"Nothing was proposed: the risk engine refused the position ({reason})."
+                                  if reason else "Nothing was proposed: the risk assessment is missing.")
     return gathered
+
+
+def comparison_line(facts: Facts) -> str | None:
+    """Which market wins on each computed measure of a comparison: higher RSI(14), bigger 1-day move, wider daily
+    range (ATR as a share of price); ties and missing values are left out."""
+    markets = [facts, *facts.compared]
+    parts = []
+
+    def winner(label: str, value: Callable[[Facts], float | None], fmt: str) -> None:
+        scored = [(f.symbol, v) for f in markets if (v := value(f)) is not None]
+        if len(scored) < 2:
+            return
+        scored.sort(key=lambda item: item[1], reverse=True)
+        if scored[0][1] == scored[1][1]:
+            return
+        others = ", ".join(f"{s} {format(v, fmt)}" for s, v in scored[1:])
+        parts.append(f"{label}: {scored[0][0]} ({format(scored[0][1], fmt)} vs {others})")
+
+    winner("higher RSI(14)", lambda f: f.indicators.rsi_14 if f.indicators else None, ".2f")
+    winner("higher 1-day change %", lambda f: f.quote.change_pct if f.quote else None, "+.2f")
+    winner("wider daily range (ATR % of price)", lambda f: (f.indicators.atr_14 / float(f.quote.price) * 100)
+           if f.indicators and f.quote else None, ".2f")
+    return ("Compared by code: " + "; ".join(parts) + ".") if parts else None
 
 
 Outcome = tuple[Any, Provenance, MikeyError | None]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Literal, Protocol, TypedDict
 
+from mikey.agents.dialogue import Dialogue
 from mikey.domain import Answer, Facts, GroundingReport, Intent, NewsItem, TradeProposal
 from mikey.market.feed import PriceFeed
 from mikey.router.chat_model import ChatModel
@@ -45,6 +46,12 @@ class ChatState(TypedDict, total=False):
     awaiting: dict[str, str] | None
     """The proposal shown to the user and waiting for their reply: its id and digest (kept across turns)."""
     approval: dict[str, str] | None
+    assumed: str | None
+    """Values this turn's answer assumed (not given in the question); said in the answer's first line."""
+    comparison: str | None
+    """The computed winners of this turn's comparison, appended to the answer."""
+    dialogue: Dialogue | None
+    """The last market question's kind, markets and position (kept across turns): what follow-ups refer to."""
     """This turn's decision on ``awaiting``: proposal id and outcome (approved, rejected, pending)."""
 
 

@@ -14,7 +14,7 @@ import sys
 
 import typer
 
-from mikey.cli import analyze, chat, data, evals, history, insights, models, positions, risk, serve, wallet
+from mikey.cli import alerts, analyze, chat, data, evals, history, insights, models, positions, risk, serve, wallet
 from mikey.errors import MikeyError
 
 app = typer.Typer(
@@ -39,6 +39,7 @@ app.command()(positions.trade)
 app.add_typer(positions.positions_app, name="positions")
 app.add_typer(wallet.wallet_app, name="wallet")
 app.add_typer(evals.eval_app, name="eval")
+app.add_typer(alerts.alerts_app, name="alerts")
 
 
 def main() -> None:

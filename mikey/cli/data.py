@@ -92,6 +92,7 @@ def ingest(
     """Run the ingestion pipeline: prices (replay or Pyth), news and social, validated, stored and published."""
     import asyncio
 
+    from mikey.alerts.watch import AlertWatcher, IngestAlerts
     from mikey.market import symbols as names
     from mikey.market.collectors import build_collectors
     from mikey.market.events import InProcessBus, RedisStreamBus
@@ -107,7 +108,8 @@ def ingest(
         store.close()
         raise
     bus = RedisStreamBus(settings.redis_url) if settings.redis_url else InProcessBus()
-    service = IngestService(collectors, store, bus, settings)
+    watcher = AlertWatcher.from_settings(settings, echo=typer.echo)  # every user's rules, on each batch of quotes
+    service = IngestService(collectors, store, bus, settings, observers=[IngestAlerts(watcher, store)])
 
     for c in collectors:
         for market, last in sorted(getattr(c, "resume", {}).items()):
@@ -129,6 +131,7 @@ def ingest(
     except KeyboardInterrupt:
         pass
     finally:
+        watcher.close()
         for client in clients:
             client.close()
         store.close()

@@ -1,5 +1,9 @@
 """``mikey insights``: the analysis pipeline over a watchlist, once or on a schedule, as panels or JSON lines.
 
+On a schedule (``--every``) each round also checks the user's alert rules (``alerts.watch``) on the same feed: a
+rule that fires is printed (to stderr with ``--json``, so stdout stays one Insight per line) and posted to the
+webhook, once.
+
 The pipeline, the router and the engines load inside the command, so ``mikey --help`` stays light.
 """
 
@@ -13,9 +17,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from mikey.cli.common import load_settings, parse_date, stored_news
+from mikey.errors import InvalidInput
 
 if TYPE_CHECKING:
     from mikey.agents.pipeline import WatchlistResult
+    from mikey.alerts.watch import AlertWatcher
     from mikey.domain import Insight
     from mikey.settings import Settings
 
@@ -31,6 +37,8 @@ def insights(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON Insight per line instead of panels.")] = False,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model group to ask first.")] = None,
     as_of: Annotated[str | None, typer.Option("--as-of", help="Replay clock, YYYY-MM-DD.")] = None,
+    rounds: Annotated[int | None, typer.Option("--rounds", min=1, help="With --every: stop after N rounds.")]
+    = None,
 ) -> None:
     """Market summary feed: one insight per market (summary, signal, risk, recommendations, alerts).
 
@@ -41,6 +49,8 @@ def insights(
     from mikey.market import symbols
     from mikey.runtime import open_runtime
 
+    if rounds is not None and every is None:
+        raise InvalidInput("--rounds counts the rounds of --every; give --every too")
     settings = load_settings(as_of=parse_date(as_of, "--as-of") if as_of else None)
     names = list(markets or settings.watchlist or symbols.SUPPORTED)
     runtime = open_runtime(settings, group=model, news=None)  # a clear error now for an unusable group
@@ -48,6 +58,8 @@ def insights(
     from rich.console import Console
 
     console = Console()
+    watcher = _alert_watcher(settings, console, as_json) if every is not None else None
+    done = 0
     try:
         while True:
             context.news = _stored_news(settings, names)
@@ -55,7 +67,11 @@ def insights(
             if every is not None and not as_json:
                 console.print(f"[dim]insights at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC[/dim]")
             _show(console, result, as_json)
-            if every is None:
+            if watcher is not None:
+                for rule_id, why in watcher.check(runtime.feed).new_errors.items():
+                    print(f"alert {rule_id} could not be evaluated: {why}", file=sys.stderr)
+            done += 1
+            if every is None or (rounds is not None and done >= rounds):
                 if result.errors:
                     raise typer.Exit(1)
                 return
@@ -64,7 +80,24 @@ def insights(
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
     finally:
+        if watcher is not None:
+            watcher.close()
         runtime.close()
+
+
+def _alert_watcher(settings: Settings, console: Any, as_json: bool) -> AlertWatcher:
+    """The user's alert rules, printed as they fire: a line on stdout, or on stderr under --json."""
+    from mikey.alerts.watch import AlertWatcher
+
+    def echo(line: str) -> None:
+        if as_json:
+            print(line, file=sys.stderr, flush=True)
+        else:
+            from rich.text import Text
+
+            console.print(Text(line, style="bold magenta"))
+
+    return AlertWatcher.from_settings(settings, echo=echo, user_id=settings.user_id)
 
 
 def _stored_news(settings: Settings, names: list[str]) -> list[Any]:

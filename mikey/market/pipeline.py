@@ -5,6 +5,8 @@ interval up to ``max_backoff``) and recovers on its own; it never stops the othe
 against the last valid quote of its market and source before it is stored; a rejected quote is stored apart with its
 reasons, counted, and published as a rejection event, never as a price. Stored quotes roll up into 1m/1h/1d candles:
 each bar a round touched is rebuilt from the stored quotes of its source, so re-ingesting changes nothing.
+Then each ``QuoteObserver`` given at the composition root sees the batch of valid quotes (the alert rules:
+``alerts.watch.IngestAlerts``), in a worker thread; an observer's ``MikeyError`` is logged, not raised.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ class Collector(Protocol):
     async def collect(self) -> Sequence[Item]: ...
 
 
+class QuoteObserver(Protocol):
+    """Told of every batch of valid quotes once they and their candles are stored (blocking: run in a thread)."""
+
+    def on_quotes(self, quotes: Sequence[Quote]) -> None: ...
+
+
 @dataclass
 class CollectorStats:
     runs: int = 0
@@ -56,8 +64,10 @@ class IngestService:
 
     def __init__(self, collectors: Sequence[Collector], store: Any, bus: EventBus, settings: Settings, *,
                  max_backoff: float = 300.0, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 observers: Sequence[QuoteObserver] = ()) -> None:
         self.collectors = list(collectors)
+        self.observers = list(observers)
         self.store = store
         self.bus = bus
         self.settings = settings
@@ -135,6 +145,11 @@ class IngestService:
         if valid:
             for candle in await asyncio.to_thread(self._roll_up, valid):
                 await self.bus.publish(wrap(candle))
+            for observer in self.observers:
+                try:
+                    await asyncio.to_thread(observer.on_quotes, valid)
+                except MikeyError as exc:
+                    log.warning("quote observer %s failed: %s", type(observer).__name__, exc)
 
     def _reference(self, quote: Quote) -> Quote | None:
         """The freshest valid quote of the same market from another source, if it is close enough in time to compare

@@ -29,7 +29,8 @@ CONVERSATIONS = "conversations"
 INSIGHTS = "insights"
 NEWS = "news"
 PREFERENCES = "preferences"
-RECALLABLE = (CONVERSATIONS, INSIGHTS, NEWS)
+GLOSSARY = "glossary"
+RECALLABLE = (CONVERSATIONS, INSIGHTS, NEWS, GLOSSARY)
 SHARED = "*"  # user_id of documents every user may recall
 
 _DAY = 86_400.0
@@ -90,7 +91,7 @@ class ChromaMemory:
         self.collections = {
             name: client.get_or_create_collection(name, embedding_function=self.embedding,
                                                   configuration={"hnsw": {"space": "cosine"}})
-            for name in (CONVERSATIONS, INSIGHTS, NEWS, PREFERENCES)
+            for name in (CONVERSATIONS, INSIGHTS, NEWS, PREFERENCES, GLOSSARY)
         }
 
     # Storing ----------------------------------------------------------------------------------------------------
@@ -139,6 +140,19 @@ class ChromaMemory:
             if doc_id not in ids:
                 ids.append(doc_id)
         return ids
+
+    def index_glossary(self, documents: Sequence[str]) -> int:
+        """Add the glossary's documents that are not stored yet (shared by every user); how many were added."""
+        collection = self.collections[GLOSSARY]
+        ids = [_hash(GLOSSARY, SHARED, text) for text in documents]
+        present = set(collection.get(ids=ids, include=[])["ids"])
+        new = [(i, t) for i, t in zip(ids, documents, strict=True) if i not in present]
+        if new:
+            stored_at = self.clock().timestamp()
+            collection.add(ids=[i for i, _ in new], documents=[t for _, t in new],
+                           embeddings=self.embedding([t for _, t in new]),
+                           metadatas=[{"user_id": SHARED, "stored_at": stored_at} for _ in new])
+        return len(new)
 
     def _remember(self, name: str, text: str, meta: dict[str, Any]) -> str:
         """Add ``text`` unless it, or a near-duplicate for the same user and market, is stored; then refresh that."""

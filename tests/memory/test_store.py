@@ -286,7 +286,7 @@ def test_memories_survive_a_restart(settings, embedding) -> None:
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["preferences"] == {"risk_tolerance": "low"}
-    assert seen["counts"] == {"conversations": 1, "insights": 1, "news": 1, "preferences": 1}
+    assert seen["counts"] == {"conversations": 1, "insights": 1, "news": 1, "preferences": 1, "glossary": 0}
     assert seen["texts"][0].startswith(f"SOL 2023-08-29: {SOL_MACD}")
     assert seen["texts"][1] == "Q: How is SOL doing?\nA: SOL is gaining momentum."
 
