@@ -336,14 +336,19 @@ class EvalRunner:
             manifest = manifest.model_copy(update={"started_at": started})
         manifest_path.write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
         todo = [s for s in samples if s.sample_id not in done]
-        # Cached samples cost no call: they stay in this process; only the others are split over the workers.
-        hits = [s for s in todo if self.cache.get(s.key) is not None] if self.workers > 1 else []
-        misses = [s for s in todo if s not in hits] if hits else todo
+        # Cached samples cost no call: they are scored here, one after another (a thread hop and a pydantic-evals
+        # case each would cost more than the sample); the others go to pydantic-evals, split over the workers.
+        hits = [s for s in todo if self.cache.get(s.key) is not None]
+        hit_ids = {id(s) for s in hits}
+        misses = [s for s in todo if id(s) not in hit_ids]
         workers = self.workers if len(misses) >= 2 * self.workers else 1
         shards = [misses[i::workers] for i in range(workers)]
-        shards[0] = hits + shards[0]
         children = [_spawn_shard(self, [s.sample_id for s in shard]) for shard in shards[1:] if shard]
         try:
+            for sample in hits:
+                record = self.run_sample(sample)
+                if on_record is not None:
+                    on_record(record)
             self.evaluate(shards[0], on_record=on_record)
         finally:
             failures = [_join_shard(child) for child in children]
