@@ -63,6 +63,10 @@ def source_fingerprint() -> str:
     return digest.hexdigest()
 
 
+SERIAL_GROUPS = {"local": 1}
+"""Default per-group limits: groups served by one in-process worker."""
+
+
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
@@ -163,7 +167,9 @@ class EvalRunner:
         self.epochs = epochs
         self.seed = seed
         self.concurrency = concurrency
-        self.group_limits_total = dict(group_limits or {})
+        # The embedded local model answers one request at a time (one worker process): queued requests would pass
+        # its deadlines and fail, so its cells run one sample at a time unless the caller says otherwise.
+        self.group_limits_total = {**SERIAL_GROUPS, **(group_limits or {})}
         # Limits are for the whole run: each of ``workers`` processes takes its share.
         self.process_concurrency = -(-concurrency // workers)
         self.group_limits = {g: max(1, -(-n // workers)) for g, n in self.group_limits_total.items()}
