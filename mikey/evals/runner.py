@@ -213,7 +213,7 @@ class EvalRunner:
             depends = {"source": source_fingerprint()}
         else:
             depends = {"source": source_fingerprint()}
-        target = suite.target.model_dump(exclude={"versions"})  # the cell names its own version
+        target = suite.target.model_dump(exclude={"versions"}, exclude_none=True)  # the cell names its version
         material = {"target": target, "input": case.input, "cell": cell.model_dump(),
                     "deployments": deployments, "epoch": epoch, "settings": self._output_settings(), **depends}
         return hashlib.sha256(_canonical(material).encode()).hexdigest()

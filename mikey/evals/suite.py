@@ -68,6 +68,8 @@ class TargetSpec(BaseModel):
     node: Literal["understand"] | None = None
     engine: Literal["sentiment"] | None = None
     role: str = Field("default", description="The router role the calls are made under.")
+    max_tokens: int | None = Field(None, ge=1, le=32_000, description="prompt target: the answer's token limit "
+                                   "(a one-word label needs a few; the router's default otherwise).")
 
 
 class EvalCase(BaseModel):

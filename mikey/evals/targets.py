@@ -160,7 +160,8 @@ class Targets:
             raise InvalidInput("a prompt target's case input is a mapping of the prompt's variables")
         prompt = load_versioned_prompt(cell.prompt or spec.prompt or "")
         messages = prompt.render(**{k: v if isinstance(v, str) else json.dumps(v) for k, v in case_input.items()})
-        done = self.chat_model.complete(messages, role=spec.role, group=cell.group, only=True, thread_id=thread_id)
+        done = self.chat_model.complete(messages, role=spec.role, group=cell.group, only=True, thread_id=thread_id,
+                                        max_tokens=spec.max_tokens)
         return TargetResult(output=done.text, model=done.model, tokens_in=done.prompt_tokens,
                             tokens_out=done.completion_tokens, cost_usd=done.cost_usd,
                             extra={"cache_hit": done.cache_hit, "group": done.group})
