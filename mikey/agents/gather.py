@@ -96,8 +96,8 @@ def gather(ctx: ChatContext, intent: Intent, message: str, preferences: dict[str
 
 
 def comparison_line(facts: Facts) -> str | None:
-    """Which market wins on each computed measure of a comparison: higher RSI(14), bigger 1-day move, wider daily
-    range (ATR as a share of price); ties and missing values are left out."""
+    """Which market wins on each computed measure of a comparison (higher RSI(14), bigger gain on the day); ties and
+    missing values are left out."""
     markets = [facts, *facts.compared]
     parts = []
 
@@ -111,10 +111,9 @@ def comparison_line(facts: Facts) -> str | None:
         others = ", ".join(f"{s} {format(v, fmt)}" for s, v in scored[1:])
         parts.append(f"{label}: {scored[0][0]} ({format(scored[0][1], fmt)} vs {others})")
 
+    # Only values the facts hold (the grounding check traces every number of an answer to a fact).
     winner("higher RSI(14)", lambda f: f.indicators.rsi_14 if f.indicators else None, ".2f")
-    winner("higher 1-day change %", lambda f: f.quote.change_pct if f.quote else None, "+.2f")
-    winner("wider daily range (ATR % of price)", lambda f: (f.indicators.atr_14 / float(f.quote.price) * 100)
-           if f.indicators and f.quote else None, ".2f")
+    winner("bigger gain on the day (%)", lambda f: f.quote.change_pct if f.quote else None, "+.2f")
     return ("Compared by code: " + "; ".join(parts) + ".") if parts else None
 
 
