@@ -14,6 +14,7 @@ computes only what is missing.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import hashlib
 import json
@@ -316,9 +317,23 @@ class EvalRunner:
 
         cases = [Case(name=f"{s.suite.name}/{s.case.id}/{s.cell.label}/{s.epoch}", inputs=i) for i, s in todo.items()]
         dataset = Dataset(name=self.run_id, cases=cases, evaluators=[RecordedScores()])
+        def evaluate() -> Any:
+            # evaluate_sync makes an event loop for its thread and never closes it; left set, it is dropped by the
+            # next asyncio.run() anywhere in the process and warns when collected. Its own thread, closed here.
+            try:
+                return dataset.evaluate_sync(task, name=self.run_id, max_concurrency=self.process_concurrency,
+                                             progress=self.progress)
+            finally:
+                loop = asyncio.get_event_loop_policy().get_event_loop()
+                if not loop.is_running():
+                    loop.close()
+                asyncio.set_event_loop(None)
+
+        from concurrent.futures import ThreadPoolExecutor
+
         try:
-            report = dataset.evaluate_sync(task, name=self.run_id, max_concurrency=self.process_concurrency,
-                                           progress=self.progress)
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mikey-eval") as pool:
+                report = pool.submit(evaluate).result()
         finally:
             self.targets.close()
         if report.failures:  # a scorer's configuration or a case's shape: the same for every sample like it
